@@ -1,0 +1,89 @@
+#pragma once
+/// \file gemm.hpp  C += alpha * op(A) * op(B) through Eigen's GEMM kernel, with its packing
+/// buffers taken from a reusable workspace instead of the heap.
+///
+/// Eigen's product expression allocates its packing buffers on every call once they exceed
+/// EIGEN_STACK_ALLOCATION_LIMIT; driving `general_matrix_matrix_product` ourselves with a
+/// `level3_blocking` that points into the tape's workspace keeps steady state allocation-free and
+/// runs exactly Eigen's kernel. Tiny and vector-shaped products go through Eigen's own expressions,
+/// which allocate nothing there; so do scalar types other than float and double.
+
+#include <type_traits>
+
+#include <Eigen/Core>
+
+#include <reparam/detail/arena.hpp>
+#include <reparam/matrix.hpp>
+
+namespace reparam {
+namespace detail {
+
+template <class T>
+class WorkspaceBlocking : public Eigen::internal::level3_blocking<T, T> {
+ public:
+  // Sizes are those Eigen's gemm_blocking_space computes for a row-major destination of
+  // rows x cols (it blocks the transposed, column-major problem).
+  WorkspaceBlocking(Index rows, Index cols, Index depth, Workspace<T>& ws) {
+    this->m_mc = cols;
+    this->m_nc = rows;
+    this->m_kc = depth;
+    Eigen::internal::computeProductBlockingSizes<T, T, 1, Index>(this->m_kc, this->m_mc, this->m_nc, Index(1));
+    const Index size_a = this->m_mc * this->m_kc;
+    const Index size_b = this->m_kc * this->m_nc;
+    const Index pad = static_cast<Index>(arena_alignment / sizeof(T));
+    const Index a_len = (size_a + pad - 1) / pad * pad;
+    T* base = ws.get(static_cast<std::size_t>(a_len + size_b));
+    this->m_blockA = base;
+    this->m_blockB = base + a_len;
+  }
+};
+
+template <class T, int OrderA, int OrderB>
+void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc, T alpha,
+                 Workspace<T>& ws) {
+  WorkspaceBlocking<T> blocking(m, n, k, ws);
+  Eigen::internal::general_matrix_matrix_product<Index, T, OrderA, false, T, OrderB, false, Eigen::RowMajor, 1>::run(
+      m, n, k, a, lda, b, ldb, c, 1, ldc, alpha, blocking, nullptr);
+}
+
+/// C (m x n, row-major) += alpha * op(A) * op(B); op(X) is X or its transpose. A and B are
+/// row-major maps; C must not alias them.
+template <class T>
+void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bool trans_a,
+              const Eigen::Map<const Matrix<T>>& B, bool trans_b, T alpha, Workspace<T>& ws) {
+  const Index m = C.rows(), n = C.cols();
+  const Index k = trans_a ? A.rows() : A.cols();
+  if (m == 0 || n == 0 || k == 0) return;
+  constexpr bool blas_scalar = std::is_same<T, float>::value || std::is_same<T, double>::value;
+  const bool tiny = m + n + k < 20;  // Eigen's own threshold for coefficient-based products
+  if (!blas_scalar || tiny || m == 1 || n == 1) {
+    // Eigen evaluates these lazily or through GEMV without heap allocation.
+    if (tiny || !blas_scalar) {
+      if (!trans_a && !trans_b) C.noalias() += alpha * A.lazyProduct(B);
+      else if (trans_a && !trans_b) C.noalias() += alpha * A.transpose().lazyProduct(B);
+      else if (!trans_a && trans_b) C.noalias() += alpha * A.lazyProduct(B.transpose());
+      else C.noalias() += alpha * A.transpose().lazyProduct(B.transpose());
+    } else {
+      if (!trans_a && !trans_b) C.noalias() += alpha * A * B;
+      else if (trans_a && !trans_b) C.noalias() += alpha * A.transpose() * B;
+      else if (!trans_a && trans_b) C.noalias() += alpha * A * B.transpose();
+      else C.noalias() += alpha * A.transpose() * B.transpose();
+    }
+    return;
+  }
+  if constexpr (blas_scalar) {
+    // A row-major X is a column-major X^T with the same leading dimension.
+    const Index lda = A.cols(), ldb = B.cols(), ldc = C.cols();
+    if (!trans_a && !trans_b)
+      gemm_kernel<T, Eigen::RowMajor, Eigen::RowMajor>(m, n, k, A.data(), lda, B.data(), ldb, C.data(), ldc, alpha, ws);
+    else if (trans_a && !trans_b)
+      gemm_kernel<T, Eigen::ColMajor, Eigen::RowMajor>(m, n, k, A.data(), lda, B.data(), ldb, C.data(), ldc, alpha, ws);
+    else if (!trans_a && trans_b)
+      gemm_kernel<T, Eigen::RowMajor, Eigen::ColMajor>(m, n, k, A.data(), lda, B.data(), ldb, C.data(), ldc, alpha, ws);
+    else
+      gemm_kernel<T, Eigen::ColMajor, Eigen::ColMajor>(m, n, k, A.data(), lda, B.data(), ldb, C.data(), ldc, alpha, ws);
+  }
+}
+
+}  // namespace detail
+}  // namespace reparam

@@ -1,0 +1,8 @@
+#pragma once
+/// \file ops.hpp  Every differentiable operation on Vars.
+
+#include <reparam/ops/arithmetic.hpp>
+#include <reparam/ops/linalg.hpp>
+#include <reparam/ops/loss.hpp>
+#include <reparam/ops/reduce.hpp>
+#include <reparam/ops/unary.hpp>

@@ -1,0 +1,35 @@
+#pragma once
+/// \file loss.hpp  `bce_with_logits`.
+
+#include <reparam/detail/math.hpp>
+#include <reparam/ops/arithmetic.hpp>
+
+namespace reparam {
+namespace detail {
+
+struct BceWithLogitsOp {
+  static constexpr const char* name = "bce_with_logits";
+  // -[t log s(x) + (1-t) log(1 - s(x))] = max(x, 0) - x t + log1p(e^-|x|): finite for any x
+  template <class X, class Z> static auto forward(const X& x, const Z& t) {
+    using T = typename X::Scalar;
+    return x.max(T(0)) - x * t + safe_exp(-x.abs()).log1p();
+  }
+  template <class G, class X, class Z, class Y> static auto da(const G& g, const X& x, const Z& t, const Y&) {
+    using T = typename G::Scalar;
+    return g * ((T(1) + safe_exp(-x)).inverse() - t);  // s(x) - t
+  }
+  template <class G, class X, class Z, class Y> static auto db(const G& g, const X& x, const Z&, const Y&) { return -g * x; }  // -x
+};
+
+}  // namespace detail
+
+/// Elementwise binary cross-entropy of `targets` under Bernoulli(sigmoid(logits)), with
+/// broadcasting; exact and finite for any logit. Differentiable in both arguments.
+template <class T> BasicVar<T> bce_with_logits(const BasicVar<T>& logits, const BasicVar<T>& targets) {
+  return detail::binary<detail::BceWithLogitsOp>(logits, targets);
+}
+template <class T, class D> BasicVar<T> bce_with_logits(const BasicVar<T>& logits, const Eigen::DenseBase<D>& targets) {
+  return bce_with_logits(logits, detail::as_constant(logits, targets, "bce_with_logits"));
+}
+
+}  // namespace reparam

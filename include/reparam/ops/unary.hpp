@@ -1,0 +1,187 @@
+#pragma once
+/// \file unary.hpp  Elementwise functions: exp log log1p expm1 sqrt square pow abs tanh sigmoid
+/// log_sigmoid relu softplus. Each struct holds the forward map and, right under it, the backward
+/// rule `dx += g * dy/dx` written with x, y = f(x) and the incoming gradient g.
+
+#include <cmath>
+
+#include <reparam/detail/math.hpp>
+#include <reparam/ops/arithmetic.hpp>
+
+namespace reparam {
+namespace detail {
+
+struct ExpOp {
+  static constexpr const char* name = "exp";
+  template <class X, class C> static auto forward(const X& x, const C&) { return safe_exp(x); }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) { return g * y; }  // e^x
+};
+struct LogOp {
+  static constexpr const char* name = "log";
+  template <class X, class C> static auto forward(const X& x, const C&) { return x.log(); }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) { return g / x; }  // 1/x
+};
+struct Log1pOp {
+  static constexpr const char* name = "log1p";
+  template <class X, class C> static auto forward(const X& x, const C&) { return x.log1p(); }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
+    using T = typename G::Scalar;
+    return g / (x + T(1));  // 1/(1+x)
+  }
+};
+struct Expm1Op {
+  static constexpr const char* name = "expm1";
+  template <class X, class C> static auto forward(const X& x, const C&) { return x.expm1(); }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) {
+    using T = typename G::Scalar;
+    return g * (y + T(1));  // e^x = y + 1
+  }
+};
+struct SqrtOp {
+  static constexpr const char* name = "sqrt";
+  template <class X, class C> static auto forward(const X& x, const C&) { return x.sqrt(); }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) {
+    using T = typename G::Scalar;
+    return g * T(0.5) / y;  // 1/(2 sqrt x)
+  }
+};
+struct SquareOp {
+  static constexpr const char* name = "square";
+  template <class X, class C> static auto forward(const X& x, const C&) { return x.square(); }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
+    using T = typename G::Scalar;
+    return g * (T(2) * x);  // 2x
+  }
+};
+struct PowScalarOp {
+  static constexpr const char* name = "pow";
+  template <class X, class C> static auto forward(const X& x, const C& p) { return x.pow(p); }
+  // p x^(p-1); the p == 0 case is recorded as ZeroPowOp, so no 0 * inf arises at x = 0
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C& p) { return g * (p * x.pow(p - C(1))); }
+};
+struct ZeroPowOp {  // x^0 = 1, derivative 0 everywhere
+  static constexpr const char* name = "pow";
+  template <class X, class C> static auto forward(const X& x, const C&) { return RowArray<C>::Constant(x.rows(), x.cols(), C(1)); }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y&, const C&) { return g * C(0); }
+};
+struct AbsOp {
+  static constexpr const char* name = "abs";
+  template <class X, class C> static auto forward(const X& x, const C&) { return x.abs(); }
+  // sign(x), 0 at 0 (comparisons, not Eigen's sign(), which needs isnan on the scalar)
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
+    using T = typename G::Scalar;
+    return (x > T(0)).select(g, (x < T(0)).select(-g, T(0)));
+  }
+};
+struct TanhOp {
+  static constexpr const char* name = "tanh";
+  template <class X, class C> static auto forward(const X& x, const C&) { return x.tanh(); }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) {
+    using T = typename G::Scalar;
+    return g * (T(1) - y.square());  // 1 - tanh^2
+  }
+};
+struct SigmoidOp {
+  static constexpr const char* name = "sigmoid";
+  // 1 / (1 + e^-x): e^-x = inf gives exactly 0, so any finite x is safe
+  template <class X, class C> static auto forward(const X& x, const C&) {
+    using T = typename X::Scalar;
+    return (T(1) + safe_exp(-x)).inverse();
+  }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) {
+    using T = typename G::Scalar;
+    return g * (y * (T(1) - y));  // s (1 - s)
+  }
+};
+struct LogSigmoidOp {
+  static constexpr const char* name = "log_sigmoid";
+  // log s(x) = min(x, 0) - log1p(e^-|x|): no overflow, exact in both tails
+  template <class X, class C> static auto forward(const X& x, const C&) {
+    using T = typename X::Scalar;
+    return x.min(T(0)) - safe_exp(-x.abs()).log1p();
+  }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
+    using T = typename G::Scalar;
+    return g / (T(1) + safe_exp(x));  // 1 - s(x) = 1 / (1 + e^x)
+  }
+};
+struct ReluOp {
+  static constexpr const char* name = "relu";
+  template <class X, class C> static auto forward(const X& x, const C&) {
+    using T = typename X::Scalar;
+    return x.max(T(0));
+  }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
+    using T = typename G::Scalar;
+    return (x > T(0)).select(g, T(0));  // 1 for x > 0, else 0
+  }
+};
+struct SoftplusOp {
+  static constexpr const char* name = "softplus";
+  // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): exact for any x (PyTorch switches to x above 20)
+  template <class X, class C> static auto forward(const X& x, const C&) {
+    using T = typename X::Scalar;
+    return x.max(T(0)) + safe_exp(-x.abs()).log1p();
+  }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
+    using T = typename G::Scalar;
+    return g * (T(1) + safe_exp(-x)).inverse();  // s(x)
+  }
+};
+
+/// DomainError unless every element of a satisfies `ok` (when validation is on, for float/double).
+template <class T, class Pred>
+void check_domain(const BasicVar<T>& a, const char* op, const char* what, Pred ok) {
+  if constexpr (std::is_floating_point<T>::value) {
+    if (!validation_enabled()) return;
+    check_var(a, op);
+    const CMap<T> x = a.tape().value(a.index());
+    check_elements(op, what, x, ok);
+  }
+}
+
+}  // namespace detail
+
+/// e^a elementwise.
+template <class T> BasicVar<T> exp(const BasicVar<T>& a) { return detail::unary<detail::ExpOp>(a); }
+/// Natural log elementwise; a must be >= 0 (log 0 = -inf).
+template <class T> BasicVar<T> log(const BasicVar<T>& a) {
+  detail::check_domain(a, "log", "argument must be >= 0", [](T v) { return v >= T(0); });
+  return detail::unary<detail::LogOp>(a);
+}
+/// log(1 + a), accurate for small a; a must be >= -1.
+template <class T> BasicVar<T> log1p(const BasicVar<T>& a) {
+  detail::check_domain(a, "log1p", "argument must be >= -1", [](T v) { return v >= T(-1); });
+  return detail::unary<detail::Log1pOp>(a);
+}
+/// e^a - 1, accurate for small a.
+template <class T> BasicVar<T> expm1(const BasicVar<T>& a) { return detail::unary<detail::Expm1Op>(a); }
+/// Square root elementwise; a must be >= 0.
+template <class T> BasicVar<T> sqrt(const BasicVar<T>& a) {
+  detail::check_domain(a, "sqrt", "argument must be >= 0", [](T v) { return v >= T(0); });
+  return detail::unary<detail::SqrtOp>(a);
+}
+/// a^2 elementwise.
+template <class T> BasicVar<T> square(const BasicVar<T>& a) { return detail::unary<detail::SquareOp>(a); }
+template <class T> BasicVar<T> pow(const BasicVar<T>& a, detail::same_t<T> p) {
+  if constexpr (std::is_floating_point<T>::value) {
+    if (!(std::floor(p) == p))
+      detail::check_domain(a, "pow", "base must be >= 0 for a non-integer exponent", [](T v) { return v >= T(0); });
+  }
+  if (p == T(0)) return detail::unary<detail::ZeroPowOp>(a, p);
+  return detail::unary<detail::PowScalarOp>(a, p);
+}
+/// |a| elementwise (gradient 0 at 0).
+template <class T> BasicVar<T> abs(const BasicVar<T>& a) { return detail::unary<detail::AbsOp>(a); }
+/// tanh elementwise.
+template <class T> BasicVar<T> tanh(const BasicVar<T>& a) { return detail::unary<detail::TanhOp>(a); }
+/// 1 / (1 + e^-a) elementwise; finite for every finite a.
+template <class T> BasicVar<T> sigmoid(const BasicVar<T>& a) { return detail::unary<detail::SigmoidOp>(a); }
+/// log(sigmoid(a)), stable for any a.
+template <class T> BasicVar<T> log_sigmoid(const BasicVar<T>& a) { return detail::unary<detail::LogSigmoidOp>(a); }
+/// max(a, 0) (gradient 0 at 0, as in PyTorch).
+template <class T> BasicVar<T> relu(const BasicVar<T>& a) { return detail::unary<detail::ReluOp>(a); }
+/// log(1 + e^a), stable and exact for any a.
+template <class T> BasicVar<T> softplus(const BasicVar<T>& a) { return detail::unary<detail::SoftplusOp>(a); }
+
+}  // namespace reparam

@@ -1,0 +1,12 @@
+#pragma once
+/// \file reparam.hpp  Everything: the tape, its operations, optimizers.
+///
+///     #include <reparam/reparam.hpp>
+///     reparam::Tape tape;  reparam::Var x = tape.variable(m);  tape.backward(reparam::sum(x * x));
+
+#include <reparam/errors.hpp>
+#include <reparam/matrix.hpp>
+#include <reparam/ops.hpp>
+#include <reparam/optim.hpp>
+#include <reparam/tape.hpp>
+#include <reparam/version.hpp>

@@ -1,0 +1,106 @@
+// sum mean sum_rows sum_cols softmax log_softmax logsumexp.
+#include <cmath>
+#include <limits>
+
+#include "support.hpp"
+
+using namespace reparam;
+using test::Gen;
+using test::Mat;
+
+TEST_CASE("reductions match their closed forms", "[ops][reduce]") {
+  Gen gen(10);
+  const Mat x = gen.matrix(5, 7);
+  Tape tape;
+  const Var c = tape.constant(x);
+  double total = 0;
+  for (Index i = 0; i < x.size(); ++i) total += x.data()[i];
+  CHECK(test::close(sum(c).item(), total, 1e-14));
+  CHECK(test::close(mean(c).item(), total / 35, 1e-14));
+  const Var r = sum_rows(c), k = sum_cols(c);
+  REQUIRE(r.rows() == 5);
+  REQUIRE(r.cols() == 1);
+  REQUIRE(k.rows() == 1);
+  REQUIRE(k.cols() == 7);
+  for (Index i = 0; i < 5; ++i) {
+    double s = 0;
+    for (Index j = 0; j < 7; ++j) s += x(i, j);
+    CHECK(test::close(r.value()(i, 0), s, 1e-14));
+  }
+  for (Index j = 0; j < 7; ++j) {
+    double s = 0;
+    for (Index i = 0; i < 5; ++i) s += x(i, j);
+    CHECK(test::close(k.value()(0, j), s, 1e-14));
+  }
+}
+
+TEST_CASE("row-wise softmax family matches the naive formulas", "[ops][reduce]") {
+  Gen gen(11);
+  const Mat x = gen.matrix(4, 6, -3, 3);
+  Tape tape;
+  const Var c = tape.constant(x);
+  const Var sm = softmax(c), lsm = log_softmax(c), lse = logsumexp(c);
+  REQUIRE(lse.rows() == 4);
+  REQUIRE(lse.cols() == 1);
+  for (Index i = 0; i < 4; ++i) {
+    long double z = 0;
+    for (Index j = 0; j < 6; ++j) z += std::exp((long double)x(i, j));
+    CHECK(test::close(lse.value()(i, 0), double(std::log(z)), 1e-15));
+    for (Index j = 0; j < 6; ++j) {
+      CHECK(test::close(sm.value()(i, j), double(std::exp((long double)x(i, j)) / z), 1e-14));
+      CHECK(test::close(lsm.value()(i, j), double((long double)x(i, j) - std::log(z)), 1e-14));
+    }
+  }
+}
+
+TEST_CASE("reductions have correct gradients on random shapes", "[ops][reduce][grad]") {
+  Gen gen(12);
+  using Op = Var (*)(const Var&);
+  const std::pair<const char*, Op> ops[] = {
+      {"sum", [](const Var& x) { return sum(x); }},
+      {"mean", [](const Var& x) { return mean(x); }},
+      {"sum_rows", [](const Var& x) { return sum_rows(x); }},
+      {"sum_cols", [](const Var& x) { return sum_cols(x); }},
+      {"softmax", [](const Var& x) { return softmax(x); }},
+      {"log_softmax", [](const Var& x) { return log_softmax(x); }},
+      {"logsumexp", [](const Var& x) { return logsumexp(x); }},
+  };
+  for (const auto& op : ops) {
+    SECTION(op.first) {
+      for (int rep = 0; rep < 4; ++rep) {
+        const Mat x = gen.matrix(gen.index(1, 6), gen.index(1, 6), -2, 2);
+        test::check_gradients([&](Tape& t, const std::vector<Var>& v) { return test::weighted_sum(t, op.second(v[0])); }, {x});
+      }
+    }
+  }
+}
+
+TEST_CASE("softmax family is finite and exact at logits of +-1e4", "[ops][reduce][extreme]") {
+  Tape tape;
+  Mat m(2, 3);
+  m << 1e4, -1e4, 0, -1e4, -1e4, -1e4;
+  const Var x = tape.variable(m);
+  const Var sm = softmax(x), lsm = log_softmax(x), lse = logsumexp(x);
+  CHECK(sm.value()(0, 0) == 1.0);
+  CHECK(sm.value()(0, 1) == 0.0);
+  CHECK(lsm.value()(0, 0) == 0.0);
+  CHECK(lsm.value()(0, 1) == -2e4);
+  CHECK(lsm.value()(0, 2) == -1e4);
+  CHECK(lse.value()(0, 0) == 1e4);
+  CHECK(test::close(lse.value()(1, 0), -1e4 + std::log(3.0), 1e-15));
+  CHECK(test::close(sm.value()(1, 0), 1.0 / 3, 1e-15));
+  tape.backward(sum(sm * 2.0) + sum(lsm) + sum(lse));
+  CHECK(x.grad().allFinite());
+}
+
+TEST_CASE("logsumexp of a row of -inf is -inf, not NaN (masking idiom)", "[ops][reduce][extreme]") {
+  Tape tape;
+  const double inf = std::numeric_limits<double>::infinity();
+  Mat m(2, 2);
+  m << -inf, -inf, 0, -inf;
+  const Var x = tape.constant(m);
+  CHECK(logsumexp(x).value()(0, 0) == -inf);
+  CHECK(logsumexp(x).value()(1, 0) == 0.0);
+  CHECK(softmax(x).value()(1, 0) == 1.0);
+  CHECK(softmax(x).value()(1, 1) == 0.0);
+}

@@ -1,0 +1,101 @@
+// SGD and Adam follow torch.optim step for step (float64 references from
+// tests/reference/make_optim_reference.py).
+#include "support.hpp"
+
+#include "reference/optim_reference.inc"
+
+using namespace reparam;
+using test::Mat;
+
+namespace {
+
+Mat from_rows(const double (&r)[6]) {
+  Mat m(2, 3);
+  for (int i = 0; i < 6; ++i) m.data()[i] = r[i];
+  return m;
+}
+
+template <class Opt>
+void run(Opt& opt, Parameter<double>& w, const double (&want)[5][6]) {
+  Mat a(2, 3), b(2, 3);
+  a << 1.0, 0.5, 2.0, 0.25, 3.0, 1.5;
+  b << -0.5, 0.75, 0.1, 1.0, -2.0, 0.3;
+  Tape tape;
+  for (int step = 0; step < 5; ++step) {
+    opt.zero_grad();
+    tape.clear();
+    const Var v = tape.variable(w);
+    tape.backward(sum(v * v * a + v * b));
+    opt.step();
+    INFO("step " << step + 1);
+    const Mat ref = from_rows(want[step]);
+    CHECK((w.value - ref).cwiseAbs().maxCoeff() <= 1e-14 * (1 + ref.cwiseAbs().maxCoeff()));
+  }
+}
+
+Parameter<double> start() {
+  Mat w0(2, 3);
+  w0 << 0.5, -1.25, 2.0, -0.75, 1.5, 0.25;
+  return Parameter<double>(w0);
+}
+
+}  // namespace
+
+TEST_CASE("Adam matches torch.optim.Adam", "[optim]") {
+  SECTION("defaults, lr 0.1") {
+    Parameter<double> w = start();
+    optim::Adam opt({&w}, {0.1});
+    run(opt, w, adam_default);
+    CHECK(opt.steps() == 5);
+  }
+  SECTION("betas, eps and weight decay") {
+    Parameter<double> w = start();
+    optim::AdamOptions<double> o;
+    o.lr = 0.05;
+    o.beta1 = 0.8;
+    o.beta2 = 0.95;
+    o.eps = 1e-6;
+    o.weight_decay = 0.01;
+    optim::Adam opt({&w}, o);
+    run(opt, w, adam_custom);
+  }
+}
+
+TEST_CASE("SGD matches torch.optim.SGD", "[optim]") {
+  SECTION("plain") {
+    Parameter<double> w = start();
+    optim::SGD opt({&w}, {0.1});
+    run(opt, w, sgd_plain);
+  }
+  SECTION("momentum, dampening, weight decay") {
+    Parameter<double> w = start();
+    optim::SGDOptions<double> o{0.05};
+    o.momentum = 0.9;
+    o.dampening = 0.1;
+    o.weight_decay = 0.02;
+    optim::SGD opt({&w}, o);
+    run(opt, w, sgd_momentum);
+  }
+  SECTION("nesterov") {
+    Parameter<double> w = start();
+    optim::SGDOptions<double> o{0.05};
+    o.momentum = 0.9;
+    o.nesterov = true;
+    o.weight_decay = 0.01;
+    optim::SGD opt({&w}, o);
+    run(opt, w, sgd_nesterov);
+  }
+}
+
+TEST_CASE("optimizers skip parameters no tape has read and zero gradients", "[optim]") {
+  Parameter<double> used = start(), unused;
+  unused.value = Mat::Ones(1, 1);  // never read: grad stays unsized
+  optim::SGD opt({&used, &unused}, {0.1});
+  Tape tape;
+  tape.backward(sum(tape.variable(used)));
+  opt.step();
+  CHECK(unused.value(0, 0) == 1.0);
+  CHECK(used.value(0, 0) == 0.4);
+  opt.zero_grad();
+  CHECK((used.grad.array() == 0).all());
+}
