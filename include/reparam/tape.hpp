@@ -42,6 +42,12 @@ struct Parameter {
 
 namespace detail {
 
+/// Whether an Eigen expression is a constant (`Constant(r, c, v)`): its value is one number.
+template <class E>
+struct is_constant_expr : std::false_type {};
+template <class S, class P>
+struct is_constant_expr<Eigen::CwiseNullaryOp<Eigen::internal::scalar_constant_op<S>, P>> : std::true_type {};
+
 template <class T>
 using CMap = Eigen::Map<const Matrix<T>>;
 template <class T>
@@ -65,11 +71,15 @@ struct Node {
   Index cols = 0;
   Backward backward = nullptr;
   std::uint32_t in[2] = {0, 0};  // operand node indices
+  T c{};                         // the operation's constant (scalar operand, exponent, ...)
+  // An interior gradient holds a value only if `sweep` is the tape's current sweep (so starting a
+  // sweep or zero_grad() invalidates every interior gradient at once); the first write assigns.
+  mutable std::uint32_t sweep = 0;
   NodeKind kind = NodeKind::interior;
   bool requires_grad = false;  // a variable lies behind this node
-  bool grad_ready = false;  // grad holds a value (else it is garbage and the first write assigns)
-  T c{};                    // the operation's constant (scalar operand, exponent, ...)
-  Index aux = 0;            // the operation's integer argument, if any
+  // The gradient is grad[0] everywhere (e.g. below a sum): kept as one number until an operation
+  // needs the full matrix, which saves a pass over memory per node.
+  mutable bool grad_const = false;
 };
 
 }  // namespace detail
@@ -144,7 +154,6 @@ class BasicTape {
     n.rows = p.value.rows();
     n.cols = p.value.cols();
     n.kind = detail::NodeKind::variable;
-    n.grad_ready = true;
     return v;
   }
   /// Leaf without gradient.
@@ -182,12 +191,9 @@ class BasicTape {
   void zero_grad() {
     for (Node& n : nodes_) {
       if (!n.requires_grad) continue;
-      if (n.kind == detail::NodeKind::variable) {
-        MutMap(n.grad, n.rows, n.cols).setZero();
-      } else {
-        n.grad_ready = false;
-      }
+      if (n.kind == detail::NodeKind::variable) MutMap(n.grad, n.rows, n.cols).setZero();
     }
+    next_sweep();  // interior gradients: none holds a value any more
   }
 
   /// Drops the graph (every Var of it becomes invalid) and keeps the memory for reuse.
@@ -214,7 +220,7 @@ class BasicTape {
   /// Records a node of shape rows x cols with operands a, b. Its value is uninitialized; its
   /// gradient exists iff `requires_grad`.
   Var push(Index rows, Index cols, typename Node::Backward backward, std::uint32_t a, std::uint32_t b, T c,
-           bool requires_grad, Index aux = 0) {
+           bool requires_grad) {
     if (nodes_.size() >= std::numeric_limits<std::uint32_t>::max())
       detail::throw_graph("tape", "too many nodes (more than 2^32 - 1)");
     const std::size_t n = static_cast<std::size_t>(rows * cols);
@@ -228,7 +234,6 @@ class BasicTape {
     node.in[0] = a;
     node.in[1] = b;
     node.c = c;
-    node.aux = aux;
     nodes_.push_back(node);
     return Var(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
   }
@@ -255,34 +260,78 @@ class BasicTape {
   }
   /// Whether gradients flow into node i.
   bool needs_grad(std::uint32_t i) const { return nodes_[i].requires_grad; }
-  /// The incoming gradient of a node during its backward rule.
-  ConstMap grad_in(const Node& n) const { return ConstMap(n.grad, n.rows, n.cols); }
+  /// Whether node n's gradient holds a value in the current sweep (leaves always do).
+  bool grad_ready(const Node& n) const { return n.kind == detail::NodeKind::variable || n.sweep == sweep_; }
+
+  /// The incoming gradient of a node during its backward rule, as a full matrix.
+  ConstMap grad_in(const Node& n) const {
+    if (n.grad_const) materialize(n);
+    return ConstMap(n.grad, n.rows, n.cols);
+  }
 
   /// Gradient buffer of node i for accumulation. If it holds no value yet, `assign` tells the
   /// caller to overwrite (full writes) and otherwise it is zeroed first.
   MutMap grad_target(std::uint32_t i, bool full_write, bool& assign) {
     Node& n = nodes_[i];
     assign = false;
-    if (!n.grad_ready) {
+    if (!grad_ready(n)) {
       if (full_write) {
         assign = true;
       } else {
         MutMap(n.grad, n.rows, n.cols).setZero();
       }
-      n.grad_ready = true;
+      n.sweep = sweep_;
+      n.grad_const = false;
+    } else if (n.grad_const) {
+      materialize(n);
     }
     return MutMap(n.grad, n.rows, n.cols);
+  }
+
+  /// Adds the same value v to every element of node i's gradient, without a pass over memory
+  /// when the gradient held nothing or was constant already.
+  void accumulate_const(std::uint32_t i, T v) {
+    Node& n = nodes_[i];
+    if (n.rows * n.cols == 0) {
+      n.sweep = sweep_;
+      return;
+    }
+    if (!grad_ready(n)) {
+      n.grad[0] = v;
+      n.grad_const = true;
+      n.sweep = sweep_;
+    } else if (n.grad_const) {
+      n.grad[0] += v;
+    } else {
+      MutMap(n.grad, n.rows, n.cols).array() += v;
+    }
   }
 
   /// `grad(i) += e` for an expression of node i's shape (assigns on the first write).
   template <class Expr>
   void accumulate(std::uint32_t i, const Expr& e) {
-    bool assign;
-    MutMap g = grad_target(i, true, assign);
-    if (assign)
-      g.array() = e;
-    else
-      g.array() += e;
+    if constexpr (detail::is_constant_expr<Expr>::value) {
+      accumulate_const(i, e.functor()());
+    } else {
+      bool assign;
+      MutMap g = grad_target(i, true, assign);
+      if (assign)
+        g.array() = e;
+      else
+        g.array() += e;
+    }
+  }
+
+  /// `grad(i) += v` for a 1x1 node.
+  void accumulate_scalar(std::uint32_t i, T v) {
+    Node& n = nodes_[i];
+    if (grad_ready(n)) {
+      n.grad[0] += v;  // a constant 1x1 gradient is its own value
+    } else {
+      n.grad[0] = v;
+      n.sweep = sweep_;
+      n.grad_const = false;
+    }
   }
 
   detail::Workspace<T>& workspace() { return workspace_; }
@@ -292,11 +341,12 @@ class BasicTape {
     check(v, "grad");
     Node& n = nodes_[v.index_];
     if (!n.requires_grad) detail::throw_graph("grad", "node does not require a gradient (no variable lies behind it)");
-    if (!n.grad_ready) {  // nothing flowed back yet: the gradient is zero
+    if (!grad_ready(n)) {  // nothing flowed back yet: the gradient is zero
       MutMap(n.grad, n.rows, n.cols).setZero();
-      n.grad_ready = true;
+      n.sweep = sweep_;
+      n.grad_const = false;
     }
-    return ConstMap(n.grad, n.rows, n.cols);
+    return grad_in(n);
   }
 
  private:
@@ -309,10 +359,7 @@ class BasicTape {
     Node& n = nodes_[v.index_];
     n.kind = kind;
     if (n.value) MutMap(n.value, n.rows, n.cols) = m.derived();
-    if (var) {
-      MutMap(n.grad, n.rows, n.cols).setZero();
-      n.grad_ready = true;
-    }
+    if (var) MutMap(n.grad, n.rows, n.cols).setZero();
     return v;
   }
 
@@ -320,22 +367,33 @@ class BasicTape {
     const std::uint32_t top = y.index_;
     if (!nodes_[top].requires_grad)
       detail::throw_graph("backward", "output does not depend on any variable (nothing to differentiate)");
-    // Interior gradients belong to one sweep; leaves accumulate across sweeps.
-    for (std::uint32_t i = 0; i <= top; ++i)
-      if (nodes_[i].kind == detail::NodeKind::interior) nodes_[i].grad_ready = false;
+    next_sweep();  // interior gradients belong to one sweep; leaves accumulate across sweeps
     Node& out = nodes_[top];
     MutMap g(out.grad, out.rows, out.cols);
-    if (out.grad_ready) {  // a leaf: add the seed
+    if (grad_ready(out)) {  // a leaf: add the seed
       if (seed) g += *seed; else g.array() += T(1);
     } else {
       if (seed) g = *seed; else g.setConstant(T(1));
-      out.grad_ready = true;
+      out.sweep = sweep_;
+      out.grad_const = false;
     }
     // Reverse sweep: one loop, no recursion (graphs of millions of nodes are fine).
     for (std::uint32_t i = top + 1; i-- > 0;) {
       const Node& n = nodes_[i];
-      if (n.backward && n.grad_ready) n.backward(*this, n);
+      if (n.backward && n.sweep == sweep_) n.backward(*this, n);
     }
+  }
+
+  void next_sweep() {
+    if (++sweep_ == 0) {  // after 2^32 sweeps: forget the old stamps once
+      for (Node& n : nodes_) n.sweep = 0;
+      sweep_ = 1;
+    }
+  }
+
+  void materialize(const Node& n) const {
+    MutMap(n.grad, n.rows, n.cols).setConstant(n.grad[0]);
+    n.grad_const = false;
   }
 
   std::vector<Node> nodes_;
@@ -343,6 +401,7 @@ class BasicTape {
   detail::Workspace<T> workspace_;
   Matrix<T> seed_;
   std::uint64_t generation_ = 1;
+  std::uint32_t sweep_ = 1;
 };
 
 template <class T>

@@ -6,19 +6,36 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace reparam {
 namespace detail {
 
 /// Elements are handed out 64-byte aligned so that Eigen's packet loads never straddle.
 inline constexpr std::size_t arena_alignment = 64;
 
+/// Blocks of this size or more are placed on 2 MiB boundaries and, on Linux, offered transparent
+/// huge pages: the arena is reused step after step, so fewer TLB misses pay back every step.
+inline constexpr std::size_t huge_page = std::size_t(2) << 20;
+
 template <class T>
 T* aligned_alloc_array(std::size_t n) {
-  return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{arena_alignment}));
+  const std::size_t bytes = n * sizeof(T);
+  if (bytes < huge_page) return static_cast<T*>(::operator new(bytes, std::align_val_t{arena_alignment}));
+  void* p = ::operator new(bytes, std::align_val_t{huge_page});
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only: failure changes nothing
+#endif
+  return static_cast<T*>(p);
 }
 template <class T>
-void aligned_free_array(T* p) noexcept {
-  ::operator delete(p, std::align_val_t{arena_alignment});
+void aligned_free_array(T* p, std::size_t n) noexcept {
+  if (n * sizeof(T) < huge_page)
+    ::operator delete(p, std::align_val_t{arena_alignment});
+  else
+    ::operator delete(p, std::align_val_t{huge_page});
 }
 
 /// A list of blocks handed out front to back. `reset()` rewinds without freeing; if a build needed
@@ -36,13 +53,18 @@ class Arena {
   Arena& operator=(const Arena&) = delete;
   ~Arena() { release(); }
 
-  /// Uninitialized storage for `n` elements, aligned to 64 bytes.
+  /// Uninitialized storage for `n` elements; 64-byte aligned when it spans a cache line or more
+  /// (small ones are packed, so that graphs of scalars stay dense in cache).
   T* allocate(std::size_t n) {
-    n = round_up(n);
-    if (blocks_.empty() || offset_ + n > blocks_[current_].capacity) next_block(n);
-    T* p = blocks_[current_].data + offset_;
-    offset_ += n;
-    used_ += n;
+    // per_line is a compile-time constant: the rounding compiles to shifts, not a division.
+    std::size_t start = n * sizeof(T) >= arena_alignment ? (offset_ + per_line - 1) / per_line * per_line : offset_;
+    if (blocks_.empty() || start + n > blocks_[current_].capacity) {
+      next_block(n);
+      start = 0;
+    }
+    T* p = blocks_[current_].data + start;
+    used_ += start + n - offset_;
+    offset_ = start + n;
     return p;
   }
 
@@ -74,10 +96,7 @@ class Arena {
     std::size_t capacity;
   };
 
-  static std::size_t round_up(std::size_t n) {
-    constexpr std::size_t per = arena_alignment / sizeof(T) > 0 ? arena_alignment / sizeof(T) : 1;
-    return (n + per - 1) / per * per;
-  }
+  static constexpr std::size_t per_line = arena_alignment / sizeof(T) > 0 ? arena_alignment / sizeof(T) : 1;
 
   void next_block(std::size_t n) {
     const std::size_t next = blocks_.empty() ? 0 : current_ + 1;
@@ -93,7 +112,7 @@ class Arena {
   }
 
   void release() noexcept {
-    for (Block& b : blocks_) aligned_free_array(b.data);
+    for (Block& b : blocks_) aligned_free_array(b.data, b.capacity);
     blocks_.clear();
   }
 
@@ -110,11 +129,11 @@ class Workspace {
   Workspace() = default;
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
-  ~Workspace() { aligned_free_array(data_); }
+  ~Workspace() { aligned_free_array(data_, size_); }
 
   T* get(std::size_t n) {
     if (n > size_) {
-      aligned_free_array(data_);
+      aligned_free_array(data_, size_);
       data_ = nullptr;
       data_ = aligned_alloc_array<T>(n);
       size_ = n;

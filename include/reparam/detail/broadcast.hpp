@@ -63,10 +63,25 @@ Index block_rows(const CMap<T>& a, Index R, Index C) {
 }
 
 /// Accumulates an n x C block expression (rows [i0, i0 + n) of an R x C gradient) into the gradient
-/// g of an operand, summing over the broadcast dimensions.
+/// g of operand node `idx`, summing over the broadcast dimensions. A constant expression covering
+/// the whole of a full-shaped operand stays one number (see Node::grad_const).
 template <class T, class E>
-void sink(MMap<T>& g, bool assign, Index i0, Index n, Index R, Index C, const E& e) {
-  if (g.rows() == R && g.cols() == C) {
+void sink(BasicTape<T>& t, std::uint32_t idx, MMap<T>& g, bool assign, Index i0, Index n, Index R, Index C, const E& e) {
+  const bool full = g.rows() == R && g.cols() == C;
+  if constexpr (is_constant_expr<E>::value) {
+    if (full && n == R) {
+      const T v = e.functor()();
+      if (assign) {
+        g.data()[0] = v;  // R * C > 0 here: the engines do not call sinks for empty results
+        t.node(idx).grad_const = true;
+      } else {
+        t.accumulate_const(idx, v);
+      }
+      return;
+    }
+  }
+  if (t.node(idx).grad_const) t.grad_target(idx, true, assign);  // another contribution: expand
+  if (full) {
     if (assign)
       g.middleRows(i0, n).array() = e;
     else

@@ -33,8 +33,9 @@ void transpose_backward(BasicTape<T>& t, const Node<T>& n) {
 // y = a read in another shape (same row-major order);  da += g read in a's shape
 template <class T>
 void reshape_backward(BasicTape<T>& t, const Node<T>& n) {
+  if (n.grad_const) return t.accumulate_const(n.in[0], n.grad[0]);
   const auto& in = t.node(n.in[0]);
-  t.accumulate(n.in[0], CMap<T>(n.grad, in.rows, in.cols).array());
+  t.accumulate(n.in[0], CMap<T>(t.grad_in(n).data(), in.rows, in.cols).array());
 }
 
 }  // namespace detail
