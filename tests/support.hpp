@@ -2,6 +2,7 @@
 // Helpers shared by the tests: deterministic random matrices and a central-difference gradient
 // checker that compares every leaf's tape gradient with (f(x + h) - f(x - h)) / 2h.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -108,5 +109,20 @@ inline bool close(double a, double b, double rtol = 1e-13, double atol = 0.0) {
   if (std::isinf(a) || std::isinf(b)) return a == b;
   return std::abs(a - b) <= atol + rtol * std::max(std::abs(a), std::abs(b));
 }
+
+/// Kolmogorov-Smirnov statistic of a sample against a cdf.
+template <class Cdf>
+double ks_statistic(std::vector<double> x, Cdf cdf) {
+  std::sort(x.begin(), x.end());
+  const double n = double(x.size());
+  double d = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double f = cdf(x[i]);
+    d = std::max({d, f - double(i) / n, double(i + 1) / n - f});
+  }
+  return d;
+}
+/// Its critical value at level 1e-4 (asymptotic Kolmogorov distribution): sqrt(-log(alpha / 2) / 2) / sqrt(n).
+inline double ks_critical(std::size_t n) { return std::sqrt(-std::log(0.5e-4) / 2) / std::sqrt(double(n)); }
 
 }  // namespace test

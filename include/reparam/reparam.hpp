@@ -1,12 +1,16 @@
 #pragma once
-/// \file reparam.hpp  Everything: the tape, its operations, optimizers.
+/// \file reparam.hpp  Everything: the tape, its operations, optimizers, random numbers,
+/// distributions and estimators.
 ///
 ///     #include <reparam/reparam.hpp>
 ///     reparam::Tape tape;  reparam::Var x = tape.variable(m);  tape.backward(reparam::sum(x * x));
 
+#include <reparam/distributions.hpp>
 #include <reparam/errors.hpp>
+#include <reparam/estimators.hpp>
 #include <reparam/matrix.hpp>
 #include <reparam/ops.hpp>
 #include <reparam/optim.hpp>
+#include <reparam/random.hpp>
 #include <reparam/tape.hpp>
 #include <reparam/version.hpp>

@@ -219,13 +219,15 @@ class BasicTape {
 
   /// Records a node of shape rows x cols with operands a, b. Its value is uninitialized; its
   /// gradient exists iff `requires_grad`.
+  /// `extra` more elements are allocated after the value for the operation's own use (e.g. the
+  /// base noise of a sample), reachable through `aux(node)`.
   Var push(Index rows, Index cols, typename Node::Backward backward, std::uint32_t a, std::uint32_t b, T c,
-           bool requires_grad) {
+           bool requires_grad, std::size_t extra = 0) {
     if (nodes_.size() >= std::numeric_limits<std::uint32_t>::max())
       detail::throw_graph("tape", "too many nodes (more than 2^32 - 1)");
     const std::size_t n = static_cast<std::size_t>(rows * cols);
     Node node;
-    node.value = n ? arena_.allocate(n) : nullptr;
+    node.value = n + extra ? arena_.allocate(n + extra) : nullptr;
     node.grad = requires_grad && n ? arena_.allocate(n) : nullptr;
     node.rows = rows;
     node.cols = cols;
@@ -250,6 +252,8 @@ class BasicTape {
   }
 
   const Node& node(std::uint32_t i) const { return nodes_[i]; }
+  /// The extra storage of a node pushed with `extra` > 0 (right after its value).
+  static T* aux(const Node& n) { return n.value + n.rows * n.cols; }
   ConstMap value(std::uint32_t i) const {
     const Node& n = nodes_[i];
     return ConstMap(n.value, n.rows, n.cols);
