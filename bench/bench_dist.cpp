@@ -69,47 +69,33 @@ void check_against_floor(Floor floor) {
   require(a.loc.grad.isApprox(b.loc.grad) && a.scale.grad.isApprox(b.scale.grad, 1e-6f), "tape gradients equal the floor's");
 }
 
-void BM_Normal_Tape(benchmark::State& st) {
-  check_against_floor<reparam::Normal<float>>(normal_floor_step);
+template <class Dist, class Floor>
+void run_tape(benchmark::State& st, Floor floor) {
+  check_against_floor<Dist>(floor);
   LocScale p;
   reparam::TapeF tape;
   reparam::Rng rng(1);
   reparam::ValidationScope off(false);  // as a training loop would, after the first steps
-  for (auto _ : st) tape_step<reparam::Normal<float>>(tape, p, rng);
+  for (auto _ : st) tape_step<Dist>(tape, p, rng);
   st.SetItemsProcessed(st.iterations() * kRows * kCols);
 }
-void BM_Normal_Floor(benchmark::State& st) {
+template <class Floor>
+void run_floor(benchmark::State& st, Floor floor) {
   LocScale p;
-  A eps(kRows, kCols);
+  A noise(kRows, kCols);
   reparam::Rng rng(1);
   float s = 0;
   for (auto _ : st) {
-    normal_floor_step(p, eps, rng, s);
+    floor(p, noise, rng, s);
     benchmark::DoNotOptimize(s);
   }
   st.SetItemsProcessed(st.iterations() * kRows * kCols);
 }
 
-void BM_Gumbel_Tape(benchmark::State& st) {
-  check_against_floor<reparam::Gumbel<float>>(gumbel_floor_step);
-  LocScale p;
-  reparam::TapeF tape;
-  reparam::Rng rng(1);
-  reparam::ValidationScope off(false);
-  for (auto _ : st) tape_step<reparam::Gumbel<float>>(tape, p, rng);
-  st.SetItemsProcessed(st.iterations() * kRows * kCols);
-}
-void BM_Gumbel_Floor(benchmark::State& st) {
-  LocScale p;
-  A g(kRows, kCols);
-  reparam::Rng rng(1);
-  float s = 0;
-  for (auto _ : st) {
-    gumbel_floor_step(p, g, rng, s);
-    benchmark::DoNotOptimize(s);
-  }
-  st.SetItemsProcessed(st.iterations() * kRows * kCols);
-}
+void BM_Normal_Tape(benchmark::State& st) { run_tape<reparam::Normal<float>>(st, normal_floor_step); }
+void BM_Normal_Floor(benchmark::State& st) { run_floor(st, normal_floor_step); }
+void BM_Gumbel_Tape(benchmark::State& st) { run_tape<reparam::Gumbel<float>>(st, gumbel_floor_step); }
+void BM_Gumbel_Floor(benchmark::State& st) { run_floor(st, gumbel_floor_step); }
 
 // ---- Concrete / gumbel_softmax: loss sum(w * softmax((l + g) / tau)) ---------------------------
 

@@ -185,6 +185,40 @@ BasicVar<T> affine_noise(const BasicVar<T>& loc, const BasicVar<T>& scale, Index
   return y;
 }
 
+/// The forms every distribution offers beside its `Var` members: values given as Eigen matrices
+/// (put on the tape as constants) and `prob = exp(log_prob)`. D has `anchor()` (a Var of its tape)
+/// and brings these in with `using`.
+template <class D, class T>
+class ValueOverloads {
+ public:
+  template <class X>
+  BasicVar<T> log_prob(const Eigen::DenseBase<X>& x) const {
+    return self().log_prob(on_tape(self().anchor(), x));
+  }
+  /// exp(log_prob(x)).
+  template <class X>
+  BasicVar<T> prob(const X& x) const {
+    return exp(self().log_prob(x));
+  }
+
+ protected:
+  const D& self() const { return static_cast<const D&>(*this); }
+};
+
+/// The same for distributions with a cdf and a quantile function.
+template <class D, class T>
+class CdfOverloads : public ValueOverloads<D, T> {
+ public:
+  template <class X>
+  BasicVar<T> cdf(const Eigen::DenseBase<X>& x) const {
+    return this->self().cdf(on_tape(this->self().anchor(), x));
+  }
+  template <class X>
+  BasicVar<T> icdf(const Eigen::DenseBase<X>& p) const {
+    return this->self().icdf(on_tape(this->self().anchor(), p));
+  }
+};
+
 /// m (a 1x1, row, column or full matrix) repeated to R x C, as a plain matrix.
 template <class T, class D>
 Matrix<T> expand(const Eigen::MatrixBase<D>& m, Index R, Index C) {

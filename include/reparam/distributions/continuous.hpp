@@ -7,6 +7,7 @@
 ///     reparam::Var lp = q.log_prob(z);         // elementwise
 
 #include <cmath>
+#include <string>
 
 #include <reparam/distributions/common.hpp>
 
@@ -89,13 +90,19 @@ struct NdtriOp {
 };
 
 /// What Normal, Gumbel and Logistic share: parameters, checks, shapes, sampling. D supplies
-/// `name`, `draw(g, noise, n)` (base noise from a generator), `from_uniform`/`noise_of` (the base
-/// noise from a user's matrix or Var) and the formulas.
+/// `name`, `uniform_noise` (false: the base noise is N(0, 1); true: it is U(0, 1), mapped by
+/// `D::transform(e, n)` in place), `noise_var` (the same map on a Var) and the formulas.
 template <class T, class D>
-class LocScale {
+class LocScale : public CdfOverloads<D, T> {
+  friend class ValueOverloads<D, T>;
+  friend class CdfOverloads<D, T>;
+
  public:
   using Scalar = T;
   using Var = BasicVar<T>;
+  using CdfOverloads<D, T>::log_prob;
+  using CdfOverloads<D, T>::cdf;
+  using CdfOverloads<D, T>::icdf;
 
   const Var& loc() const noexcept { return loc_; }
   const Var& scale() const noexcept { return scale_; }
@@ -112,25 +119,25 @@ class LocScale {
   /// 1 x N batch).
   template <class G>
   Var rsample(G& g, Index rows, Index cols) const {
-    check_sample_shape(D::rsample_name, rows, cols, R_, C_);
-    return affine_noise(loc_, scale_, rows, cols, [&](T* e) { D::draw(g, e, static_cast<std::size_t>(rows * cols)); });
+    check_sample_shape(op(Op::rsample), rows, cols, R_, C_);
+    return affine_noise(loc_, scale_, rows, cols, [&](T* e) { draw(g, e, static_cast<std::size_t>(rows * cols)); });
   }
   /// The same map with the base noise given (see the class for what it is); the sample has the
   /// noise's shape.
   template <class N>
   Var reparameterize(const Eigen::DenseBase<N>& noise) const {
     check_noise_shape(noise.rows(), noise.cols());
-    D::check_base_noise(noise.derived());
+    check_base_noise(noise.derived());
     return affine_noise(loc_, scale_, noise.rows(), noise.cols(), [&](T* e) {
       MMap<T> out(e, noise.rows(), noise.cols());
-      D::from_base(noise.derived().template cast<T>(), out);
+      from_base(noise.derived().template cast<T>(), out);
     });
   }
   /// With the base noise as a Var: differentiable in the noise too.
   Var reparameterize(const Var& noise) const {
-    check_pair(loc_, noise, D::reparameterize_name);
+    check_pair(loc_, noise, op(Op::reparameterize));
     check_noise_shape(noise.rows(), noise.cols());
-    D::check_base_noise(noise.value());
+    check_base_noise(noise.value());
     return loc_ + scale_ * D::noise_var(noise);
   }
   /// A sample without gradient.
@@ -140,50 +147,33 @@ class LocScale {
   }
   template <class G>
   Matrix<T> sample(G& g, Index rows, Index cols) const {
-    check_sample_shape(D::sample_name, rows, cols, R_, C_);
+    check_sample_shape(op(Op::sample), rows, cols, R_, C_);
     Matrix<T> e(rows, cols);
-    D::draw(g, e.data(), static_cast<std::size_t>(e.size()));
+    draw(g, e.data(), static_cast<std::size_t>(e.size()));
     return (expand<T>(loc_.value(), rows, cols).array() + expand<T>(scale_.value(), rows, cols).array() * e.array()).matrix();
   }
 
   /// Elementwise log density at x (x broadcasts with the batch shape); differentiable in x, loc
   /// and scale.
   Var log_prob(const Var& x) const {
-    check_pair(loc_, x, D::log_prob_name);
-    check_value_shape(D::log_prob_name, x, R_, C_);
-    check_value(D::log_prob_name, "value must be finite", x, [](T v) { return finite(v); });
+    check_pair(loc_, x, op(Op::log_prob));
+    check_value_shape(op(Op::log_prob), x, R_, C_);
+    check_value(op(Op::log_prob), "value must be finite", x, [](T v) { return finite(v); });
     return self().log_prob_impl(x);
-  }
-  template <class X>
-  Var log_prob(const Eigen::DenseBase<X>& x) const {
-    return log_prob(on_tape(loc_, x));
-  }
-  /// exp(log_prob(x)).
-  template <class X>
-  Var prob(const X& x) const {
-    return exp(log_prob(x));
   }
   /// P(X <= x), elementwise.
   Var cdf(const Var& x) const {
-    check_pair(loc_, x, D::cdf_name);
-    check_value_shape(D::cdf_name, x, R_, C_);
-    check_value(D::cdf_name, "value must not be NaN", x, [](T v) { return v == v; });
+    check_pair(loc_, x, op(Op::cdf));
+    check_value_shape(op(Op::cdf), x, R_, C_);
+    check_value(op(Op::cdf), "value must not be NaN", x, [](T v) { return v == v; });
     return self().cdf_impl(x);
-  }
-  template <class X>
-  Var cdf(const Eigen::DenseBase<X>& x) const {
-    return cdf(on_tape(loc_, x));
   }
   /// The quantile function: the x with cdf(x) = p, for p in [0, 1] (+-inf at the ends).
   Var icdf(const Var& p) const {
-    check_pair(loc_, p, D::icdf_name);
-    check_value_shape(D::icdf_name, p, R_, C_);
-    check_value(D::icdf_name, "probability must lie in [0, 1]", p, [](T v) { return v >= T(0) && v <= T(1); });
+    check_pair(loc_, p, op(Op::icdf));
+    check_value_shape(op(Op::icdf), p, R_, C_);
+    check_value(op(Op::icdf), "probability must lie in [0, 1]", p, [](T v) { return v >= T(0) && v <= T(1); });
     return self().icdf_impl(p);
-  }
-  template <class X>
-  Var icdf(const Eigen::DenseBase<X>& p) const {
-    return icdf(on_tape(loc_, p));
   }
   /// Differential entropy, of the batch shape.
   Var entropy() const { return broadcast_to(self().entropy_impl(), R_, C_); }
@@ -200,11 +190,51 @@ class LocScale {
   }
 
   const D& self() const { return static_cast<const D&>(*this); }
+  const Var& anchor() const { return loc_; }
+
+  enum class Op { rsample, sample, reparameterize, log_prob, cdf, icdf };
+  /// "Normal.log_prob" and the like, for messages (made once).
+  static const char* op(Op m) {
+    static const std::string names[] = {std::string(D::name) + ".rsample", std::string(D::name) + ".sample",
+                                        std::string(D::name) + ".reparameterize", std::string(D::name) + ".log_prob",
+                                        std::string(D::name) + ".cdf", std::string(D::name) + ".icdf"};
+    return names[static_cast<int>(m)].c_str();
+  }
+
+  // The base noise: from a generator, checked when given, and mapped from a given matrix.
+  template <class G>
+  static void draw(G& g, T* e, std::size_t n) {
+    if constexpr (D::uniform_noise) {
+      fill_uniform(g, e, n);
+      D::transform(e, n);
+    } else {
+      fill_normal(g, e, n);
+    }
+  }
+  template <class N>
+  static void check_base_noise(const N& noise) {
+    if constexpr (D::uniform_noise) {
+      check_uniforms<T>(op(Op::reparameterize), noise);
+    } else if constexpr (std::is_floating_point<T>::value) {
+      if (validation_enabled())
+        check_elements(op(Op::reparameterize), "noise must be finite", noise, [](T v) { return finite(v); });
+    }
+  }
+  template <class N, class Out>
+  static void from_base(const N& noise, Out& out) {
+    if constexpr (D::uniform_noise) {
+      out = noise.unaryExpr([](T v) { return clamp_unit(v); });
+      D::transform(out.data(), static_cast<std::size_t>(out.size()));
+    } else {
+      out = noise;
+    }
+  }
+
   void check_noise_shape(Index r, Index c) const {
     Index rr, cc;
-    broadcast_params(D::reparameterize_name, "noise", r, c, "batch shape", R_, C_, rr, cc);
+    broadcast_params(op(Op::reparameterize), "noise", r, c, "batch shape", R_, C_, rr, cc);
     if (rr != r || cc != c)
-      throw_shape(D::reparameterize_name, "noise " + shape_str(r, c) + " does not contain the batch shape " + shape_str(R_, C_));
+      throw_shape(op(Op::reparameterize), "noise " + shape_str(r, c) + " does not contain the batch shape " + shape_str(R_, C_));
   }
 
   Var loc_, scale_;
@@ -223,30 +253,11 @@ class Normal : public detail::LocScale<T, Normal<T>> {
  public:
   using Var = BasicVar<T>;
   static constexpr const char* name = "Normal";
-  static constexpr const char* rsample_name = "Normal.rsample";
-  static constexpr const char* sample_name = "Normal.sample";
-  static constexpr const char* reparameterize_name = "Normal.reparameterize";
-  static constexpr const char* log_prob_name = "Normal.log_prob";
-  static constexpr const char* cdf_name = "Normal.cdf";
-  static constexpr const char* icdf_name = "Normal.icdf";
+  static constexpr bool uniform_noise = false;
 
   Normal(const Var& loc, const Var& scale) : Base(loc, scale) {}
   Normal(const Var& loc, detail::same_t<T> scale) : Base(loc, loc.tape().constant(scale)) {}
 
-  template <class G>
-  static void draw(G& g, T* e, std::size_t n) {
-    detail::fill_normal(g, e, n);
-  }
-  template <class N>
-  static void check_base_noise(const N& eps) {
-    if constexpr (std::is_floating_point<T>::value)
-      if (validation_enabled())
-        detail::check_elements(reparameterize_name, "noise must be finite", eps, [](T v) { return detail::finite(v); });
-  }
-  template <class N, class Out>
-  static void from_base(const N& eps, Out& out) {
-    out = eps;
-  }
   static Var noise_var(const Var& eps) { return eps; }
 
  private:
@@ -272,30 +283,13 @@ class Gumbel : public detail::LocScale<T, Gumbel<T>> {
  public:
   using Var = BasicVar<T>;
   static constexpr const char* name = "Gumbel";
-  static constexpr const char* rsample_name = "Gumbel.rsample";
-  static constexpr const char* sample_name = "Gumbel.sample";
-  static constexpr const char* reparameterize_name = "Gumbel.reparameterize";
-  static constexpr const char* log_prob_name = "Gumbel.log_prob";
-  static constexpr const char* cdf_name = "Gumbel.cdf";
-  static constexpr const char* icdf_name = "Gumbel.icdf";
+  static constexpr bool uniform_noise = true;
 
   Gumbel(const Var& loc, const Var& scale) : Base(loc, scale) {}
   Gumbel(const Var& loc, detail::same_t<T> scale) : Base(loc, loc.tape().constant(scale)) {}
 
-  template <class G>
-  static void draw(G& g, T* e, std::size_t n) {
-    detail::fill_uniform(g, e, n);
-    detail::gumbel_from_uniform(e, n);
-  }
-  template <class N>
-  static void check_base_noise(const N& u) {
-    detail::check_uniforms<T>(reparameterize_name, u);
-  }
-  template <class N, class Out>
-  static void from_base(const N& u, Out& out) {
-    out = u.unaryExpr([](T v) { return detail::clamp_unit(v); });
-    detail::gumbel_from_uniform(out.data(), static_cast<std::size_t>(out.size()));
-  }
+  /// u -> -log(-log u), in place.
+  static void transform(T* e, std::size_t n) { detail::gumbel_from_uniform(e, n); }
   static Var noise_var(const Var& u) { return -log(-log(detail::unary<detail::ClampUnitOp>(u))); }
 
  private:
@@ -321,30 +315,13 @@ class Logistic : public detail::LocScale<T, Logistic<T>> {
  public:
   using Var = BasicVar<T>;
   static constexpr const char* name = "Logistic";
-  static constexpr const char* rsample_name = "Logistic.rsample";
-  static constexpr const char* sample_name = "Logistic.sample";
-  static constexpr const char* reparameterize_name = "Logistic.reparameterize";
-  static constexpr const char* log_prob_name = "Logistic.log_prob";
-  static constexpr const char* cdf_name = "Logistic.cdf";
-  static constexpr const char* icdf_name = "Logistic.icdf";
+  static constexpr bool uniform_noise = true;
 
   Logistic(const Var& loc, const Var& scale) : Base(loc, scale) {}
   Logistic(const Var& loc, detail::same_t<T> scale) : Base(loc, loc.tape().constant(scale)) {}
 
-  template <class G>
-  static void draw(G& g, T* e, std::size_t n) {
-    detail::fill_uniform(g, e, n);
-    detail::logistic_from_uniform(e, n);
-  }
-  template <class N>
-  static void check_base_noise(const N& u) {
-    detail::check_uniforms<T>(reparameterize_name, u);
-  }
-  template <class N, class Out>
-  static void from_base(const N& u, Out& out) {
-    out = u.unaryExpr([](T v) { return detail::clamp_unit(v); });
-    detail::logistic_from_uniform(out.data(), static_cast<std::size_t>(out.size()));
-  }
+  /// u -> log u - log(1 - u), in place.
+  static void transform(T* e, std::size_t n) { detail::logistic_from_uniform(e, n); }
   static Var noise_var(const Var& u) {
     const Var c = detail::unary<detail::ClampUnitOp>(u);
     return log(c) - log1p(-c);

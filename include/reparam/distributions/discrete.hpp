@@ -13,8 +13,12 @@ namespace reparam {
 /// Categorical over the K columns of each row of `logits` (R x K). Samples and values are
 /// one-hot rows.
 template <class T>
-class Categorical {
+class Categorical : public detail::ValueOverloads<Categorical<T>, T> {
+  using Base = detail::ValueOverloads<Categorical<T>, T>;
+  friend class detail::ValueOverloads<Categorical<T>, T>;
+
  public:
+  using Base::log_prob;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "Categorical";
@@ -79,14 +83,6 @@ class Categorical {
     }
     return sum_rows(x * log_softmax(logits_));
   }
-  template <class X>
-  Var log_prob(const Eigen::DenseBase<X>& x) const {
-    return log_prob(detail::on_tape(logits_, x));
-  }
-  template <class X>
-  Var prob(const X& x) const {
-    return exp(log_prob(x));
-  }
   /// -sum p log p per row (R x 1).
   Var entropy() const { return -sum_rows(softmax(logits_) * log_softmax(logits_)); }
   /// The mean of the one-hot vector: the probabilities.
@@ -99,6 +95,7 @@ class Categorical {
   }
 
  private:
+  const Var& anchor() const { return logits_; }
   Var logits_;
 };
 template <class T>
@@ -110,8 +107,12 @@ using OneHotCategorical = Categorical<T>;
 
 /// Bernoulli(sigmoid(logits)), elementwise; samples are 0/1.
 template <class T>
-class Bernoulli {
+class Bernoulli : public detail::ValueOverloads<Bernoulli<T>, T> {
+  using Base = detail::ValueOverloads<Bernoulli<T>, T>;
+  friend class detail::ValueOverloads<Bernoulli<T>, T>;
+
  public:
+  using Base::log_prob;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "Bernoulli";
@@ -140,14 +141,6 @@ class Bernoulli {
     detail::check_value(op, "value must be 0 or 1", x, [](T v) { return v == T(0) || v == T(1); });
     return -bce_with_logits(logits_, x);
   }
-  template <class X>
-  Var log_prob(const Eigen::DenseBase<X>& x) const {
-    return log_prob(detail::on_tape(logits_, x));
-  }
-  template <class X>
-  Var prob(const X& x) const {
-    return exp(log_prob(x));
-  }
   /// -p log p - (1 - p) log(1 - p), from the logits (finite for any logit).
   Var entropy() const { return bce_with_logits(logits_, sigmoid(logits_)); }
   Var mean() const { return probs(); }
@@ -156,6 +149,7 @@ class Bernoulli {
   Var stddev() const { return exp((log_sigmoid(logits_) + log_sigmoid(-logits_)) * T(0.5)); }
 
  private:
+  const Var& anchor() const { return logits_; }
   Var logits_;
 };
 template <class T>

@@ -194,8 +194,12 @@ BasicVar<T> straight_through(const BasicVar<T>& soft, const BasicVar<T>& hard) {
 /// softmax((logits + g(u)) / temperature) with g(u) = -log(-log u). The temperature is a T or a
 /// Var (1x1, or R x 1: one per row), differentiable.
 template <class T>
-class Concrete {
+class Concrete : public detail::ValueOverloads<Concrete<T>, T> {
+  using Base = detail::ValueOverloads<Concrete<T>, T>;
+  friend class detail::ValueOverloads<Concrete<T>, T>;
+
  public:
+  using Base::log_prob;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "Concrete";
@@ -263,16 +267,9 @@ class Concrete {
   /// density. Rows must be positive and sum to 1; a row with a zero (an underflowed sample at a
   /// low temperature) has no finite density: use `ExpConcrete`, which works in log space.
   Var log_prob(const Var& x) const;
-  template <class X>
-  Var log_prob(const Eigen::DenseBase<X>& x) const {
-    return log_prob(detail::on_tape(logits_, x));
-  }
-  template <class X>
-  Var prob(const X& x) const {
-    return exp(log_prob(x));
-  }
 
  private:
+  const Var& anchor() const { return logits_; }
   void check_rows(const char* op, Index rows) const {
     if (rows < 0 || (logits_.rows() != rows && logits_.rows() != 1))
       detail::throw_shape(op, "cannot draw " + std::to_string(rows) + " rows from logits " +
@@ -307,8 +304,12 @@ using RelaxedOneHotCategorical = Concrete<T>;
 /// y = log_softmax((logits + g) / temperature), and `log_prob(y)` is the density of y. Finite at
 /// any temperature and any number of categories, where the simplex form underflows.
 template <class T>
-class ExpConcrete {
+class ExpConcrete : public detail::ValueOverloads<ExpConcrete<T>, T> {
+  using Base = detail::ValueOverloads<ExpConcrete<T>, T>;
+  friend class detail::ValueOverloads<ExpConcrete<T>, T>;
+
  public:
+  using Base::log_prob;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "ExpConcrete";
@@ -363,14 +364,6 @@ class ExpConcrete {
     }
     return log_prob_unchecked(y);
   }
-  template <class X>
-  Var log_prob(const Eigen::DenseBase<X>& y) const {
-    return log_prob(detail::on_tape(logits_, y));
-  }
-  template <class X>
-  Var prob(const X& y) const {
-    return exp(log_prob(y));
-  }
 
   /// The density formula without value checks (used by Concrete::log_prob).
   Var log_prob_unchecked(const Var& y) const {
@@ -380,6 +373,7 @@ class ExpConcrete {
   }
 
  private:
+  const Var& anchor() const { return logits_; }
   Var logits_, tau_;
 };
 template <class T>
@@ -414,8 +408,15 @@ BasicVar<T> Concrete<T>::log_prob(const Var& x) const {
 /// broadcasting with the logits. Base noise: u ~ U(0, 1); sample
 /// sigmoid((logits + log u - log(1 - u)) / temperature).
 template <class T>
-class RelaxedBernoulli {
+class RelaxedBernoulli : public detail::CdfOverloads<RelaxedBernoulli<T>, T> {
+  using Base = detail::CdfOverloads<RelaxedBernoulli<T>, T>;
+  friend class detail::ValueOverloads<RelaxedBernoulli<T>, T>;
+  friend class detail::CdfOverloads<RelaxedBernoulli<T>, T>;
+
  public:
+  using Base::log_prob;
+  using Base::cdf;
+  using Base::icdf;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "RelaxedBernoulli";
@@ -482,34 +483,19 @@ class RelaxedBernoulli {
     const Var diff = logits_ - tau_ * (lx - l1x);
     return log(tau_) + diff - T(2) * softplus(diff) - lx - l1x;
   }
-  template <class X>
-  Var log_prob(const Eigen::DenseBase<X>& x) const {
-    return log_prob(detail::on_tape(logits_, x));
-  }
-  template <class X>
-  Var prob(const X& x) const {
-    return exp(log_prob(x));
-  }
   /// P(X <= x) = sigmoid(temperature * logit(x) - logits), x in (0, 1).
   Var cdf(const Var& x) const {
     check_x("RelaxedBernoulli.cdf", x);
     return sigmoid(tau_ * (log(x) - log1p(-x)) - logits_);
-  }
-  template <class X>
-  Var cdf(const Eigen::DenseBase<X>& x) const {
-    return cdf(detail::on_tape(logits_, x));
   }
   /// The x with cdf(x) = p: sigmoid((logits + logit(p)) / temperature), p in (0, 1).
   Var icdf(const Var& p) const {
     check_x("RelaxedBernoulli.icdf", p);
     return sigmoid((logits_ + log(p) - log1p(-p)) / tau_);
   }
-  template <class X>
-  Var icdf(const Eigen::DenseBase<X>& p) const {
-    return icdf(detail::on_tape(logits_, p));
-  }
 
  private:
+  const Var& anchor() const { return logits_; }
   template <class M>
   Var from_uniform(const M& u) const {
     Matrix<T> l = u.unaryExpr([](T v) { return detail::clamp_unit(v); });
