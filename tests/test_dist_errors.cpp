@@ -25,16 +25,16 @@ TEST_CASE("invalid parameters are rejected when a distribution is built", "[dist
                 "reparam: Normal: loc and scale do not broadcast (2x2 and 3x1)");
   const Var logits = t.variable(Mat{{0.5, kInf}});
   REQUIRE_ERROR(Concrete(logits, 1.0), DomainError, "reparam: Concrete: logits must be finite (got inf at row 0, col 1)");
-  REQUIRE_ERROR(Concrete(loc, -0.5), DomainError, "reparam: Concrete: temperature must be > 0 and finite (got -0.5 at row 0, col 0)");
-  REQUIRE_ERROR(Concrete(loc, kNan), DomainError, "reparam: Concrete: temperature must be > 0 and finite (got nan at row 0, col 0)");
-  REQUIRE_ERROR(ExpConcrete(loc, 0.0), DomainError, "reparam: ExpConcrete: temperature must be > 0 and finite (got 0 at row 0, col 0)");
-  REQUIRE_ERROR(RelaxedBernoulli(loc, 0.0), DomainError, "reparam: RelaxedBernoulli: temperature must be > 0 and finite (got 0 at row 0, col 0)");
+  REQUIRE_ERROR(Concrete(loc, -0.5), DomainError, "reparam: Concrete: temperature must be >= 1.4916681462400413e-154 and finite (got -0.5 at row 0, col 0)");
+  REQUIRE_ERROR(Concrete(loc, kNan), DomainError, "reparam: Concrete: temperature must be >= 1.4916681462400413e-154 and finite (got nan at row 0, col 0)");
+  REQUIRE_ERROR(ExpConcrete(loc, 0.0), DomainError, "reparam: ExpConcrete: temperature must be >= 1.4916681462400413e-154 and finite (got 0 at row 0, col 0)");
+  REQUIRE_ERROR(RelaxedBernoulli(loc, 0.0), DomainError, "reparam: RelaxedBernoulli: temperature must be >= 1.4916681462400413e-154 and finite (got 0 at row 0, col 0)");
   REQUIRE_ERROR(RelaxedBernoulli(logits, 1.0), DomainError, "reparam: RelaxedBernoulli: logits must be finite (got inf at row 0, col 1)");
   REQUIRE_ERROR(Categorical(logits), DomainError, "reparam: Categorical: logits must be finite (got inf at row 0, col 1)");
   REQUIRE_ERROR(Bernoulli(t.variable(Mat{{-kInf}})), DomainError, "reparam: Bernoulli: logits must be finite (got -inf at row 0, col 0)");
   const Var two_rows = t.variable(Mat::Zero(2, 3));
   REQUIRE_ERROR(Concrete(two_rows, t.variable(Mat::Ones(3, 1).eval())), ShapeError,
-                "reparam: Concrete: temperature must be 1x1 or one per row (2x1), got 3x1");
+                "reparam: Concrete: temperature must be 1x1 or one per row (2x1) (got 3x1)");
   REQUIRE_ERROR(Concrete(t.variable(Mat(2, 0)), 1.0), ShapeError, "reparam: Concrete: logits must have at least one column (got 2x0)");
   REQUIRE_ERROR(Categorical(t.variable(Mat(2, 0))), ShapeError, "reparam: Categorical: logits must have at least one column (got 2x0)");
   REQUIRE_ERROR(RelaxedBernoulli(two_rows, t.variable(Mat::Ones(3, 3).eval())), ShapeError,
@@ -59,10 +59,10 @@ TEST_CASE("values outside the support are rejected when passed in", "[dist][erro
                 "reparam: Concrete.log_prob: value must lie in the open simplex: elements in (0, 1] (got 0 at row 0, col 2)");
   REQUIRE_ERROR(c.log_prob(Mat{{0.5, 0.4, 0.2}}), DomainError,
                 "reparam: Concrete.log_prob: value must lie in the open simplex: rows must sum to 1 (got 1.1 at row 0)");
-  REQUIRE_ERROR(c.log_prob(Mat{{0.5, 0.5}}), ShapeError, "reparam: Concrete.log_prob: value 1x2 does not fit logits 1x3");
+  REQUIRE_ERROR(c.log_prob(Mat{{0.5, 0.5}}), ShapeError, "reparam: Concrete.log_prob: value does not fit the batch (1x2 and 1x3)");
   ExpConcrete e(l, 0.5);
   REQUIRE_ERROR(e.log_prob(Mat{{0.0, 0.0, 0.0}}), DomainError,
-                "reparam: ExpConcrete.log_prob: rows must be log-probabilities (logsumexp 0), got logsumexp 1.0986122886681098 at row 0");
+                "reparam: ExpConcrete.log_prob: rows must be log-probabilities with logsumexp 0 (got 1.0986122886681098 at row 0)");
   REQUIRE_ERROR(e.log_prob(Mat{{0.0, -kInf, -kInf}}), DomainError, "reparam: ExpConcrete.log_prob: value must be finite (got -inf at row 0, col 1)");
   RelaxedBernoulli rb(l, 0.5);
   REQUIRE_ERROR(rb.log_prob(Mat{{0.5, 1.0, 0.5}}), DomainError, "reparam: RelaxedBernoulli.log_prob: value must lie in (0, 1) (got 1 at row 0, col 1)");
@@ -87,14 +87,14 @@ TEST_CASE("base noise and sample shapes are checked", "[dist][errors]") {
   REQUIRE_ERROR(Normal(loc, 1.0).reparameterize(Mat::Constant(2, 3, kInf)), DomainError,
                 "reparam: Normal.reparameterize: noise must be finite (got inf at row 0, col 0)");
   REQUIRE_ERROR(Normal(loc, 1.0).reparameterize(Mat::Zero(1, 3)), ShapeError,
-                "reparam: Normal.reparameterize: noise 1x3 does not contain the batch shape 2x3");
+                "reparam: Normal.reparameterize: noise does not contain the batch shape (1x3 and 2x3)");
   REQUIRE_ERROR(Normal(loc, 1.0).rsample(rng, 4, 3), ShapeError,
                 "reparam: Normal.rsample: sample shape and batch shape do not broadcast (4x3 and 2x3)");
   REQUIRE_ERROR(Normal(loc, 1.0).sample(rng, 1, 3), ShapeError,
-                "reparam: Normal.sample: sample shape 1x3 does not contain the batch shape 2x3");
+                "reparam: Normal.sample: sample shape does not contain the batch shape (1x3 and 2x3)");
   Concrete c(loc, 0.5);
-  REQUIRE_ERROR(c.rsample(rng, 5), ShapeError, "reparam: Concrete.rsample: cannot draw 5 rows from logits 2x3");
-  REQUIRE_ERROR(c.reparameterize(Mat::Constant(2, 2, 0.5)), ShapeError, "reparam: Concrete.reparameterize: uniforms 2x2 do not fit logits 2x3");
+  REQUIRE_ERROR(c.rsample(rng, 5), ShapeError, "reparam: Concrete.rsample: sample rows do not fit the batch (5 rows for batch 2x3)");
+  REQUIRE_ERROR(c.reparameterize(Mat::Constant(2, 2, 0.5)), ShapeError, "reparam: Concrete.reparameterize: uniforms do not fit the logits (2x2 and 2x3)");
   REQUIRE_ERROR(c.reparameterize(Mat::Constant(2, 3, -1.0)), DomainError,
                 "reparam: Concrete.reparameterize: uniforms must lie in [0, 1] (got -1 at row 0, col 0)");
   REQUIRE_ERROR(RelaxedBernoulli(loc, 0.5).reparameterize(Mat::Constant(2, 3, 2.0)), DomainError,
@@ -114,7 +114,7 @@ TEST_CASE("distributions check their operands' tapes", "[dist][errors]") {
   REQUIRE_ERROR(kl_divergence(Normal(x, 1.0), Normal(y, 1.0)), GraphError, "reparam: kl_divergence: operands belong to different tapes");
   REQUIRE_ERROR(Categorical(Var()), GraphError, "reparam: Categorical: Var is empty (default-constructed)");
   REQUIRE_ERROR(kl_divergence(Categorical(x), Categorical(a.variable(Mat::Zero(1, 3)))), ShapeError,
-                "reparam: kl_divergence: categoricals must have the same number of categories (2 and 3)");
+                "reparam: kl_divergence: Categorical logits do not fit (1x2 and 1x3)");
 }
 
 TEST_CASE("estimator errors", "[estimators][errors]") {
@@ -124,7 +124,7 @@ TEST_CASE("estimator errors", "[estimators][errors]") {
   REQUIRE_ERROR(score_function(lp, Mat::Constant(3, 1, kNan)), DomainError,
                 "reparam: score_function: cost - baseline must be finite (got nan at row 0, col 0)");
   REQUIRE_ERROR(EmaBaseline<double>(1.0), DomainError, "reparam: EmaBaseline: decay must lie in [0, 1) (got 1)");
-  REQUIRE_ERROR(leave_one_out_baseline(Mat::Ones(1, 3)), ShapeError, "reparam: leave_one_out_baseline: needs at least 2 samples (rows), got 1");
+  REQUIRE_ERROR(leave_one_out_baseline(Mat::Ones(1, 3)), ShapeError, "reparam: leave_one_out_baseline: needs at least 2 samples in the rows (got 1)");
 }
 
 TEST_CASE("validation can be switched off for speed", "[dist][errors]") {

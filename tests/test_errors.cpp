@@ -109,25 +109,25 @@ TEST_CASE("value checks can be switched off for speed", "[errors]") {
 
 TEST_CASE("optimizer settings are checked", "[errors][optim]") {
   Parameter<double> p(Mat::Ones(2, 2));
-  REQUIRE_ERROR(optim::Adam<double>({&p}, {-1.0}), DomainError, "reparam: Adam: lr must be >= 0 (got -1)");
+  REQUIRE_ERROR(optim::Adam<double>({&p}, {-1.0}), DomainError, "reparam: Adam: lr must be >= 0 and finite (got -1)");
   optim::AdamOptions<double> o;
   o.beta1 = 1.0;
-  REQUIRE_ERROR(optim::Adam<double>({&p}, o), DomainError, "reparam: Adam: beta1 must be in [0, 1) (got 1)");
+  REQUIRE_ERROR(optim::Adam<double>({&p}, o), DomainError, "reparam: Adam: beta1 must be in [0, 1) and finite (got 1)");
   o = {};
   o.beta2 = -0.1;
-  REQUIRE_ERROR(optim::Adam<double>({&p}, o), DomainError, "reparam: Adam: beta2 must be in [0, 1) (got -0.1)");
+  REQUIRE_ERROR(optim::Adam<double>({&p}, o), DomainError, "reparam: Adam: beta2 must be in [0, 1) and finite (got -0.1)");
   o = {};
   o.eps = -1e-8;
-  REQUIRE_ERROR(optim::Adam<double>({&p}, o), DomainError, "reparam: Adam: eps must be >= 0 (got -1e-08)");
+  REQUIRE_ERROR(optim::Adam<double>({&p}, o), DomainError, "reparam: Adam: eps must be >= 0 and finite (got -1e-08)");
   REQUIRE_ERROR(optim::Adam<double>({nullptr}), GraphError, "reparam: Adam: parameter 0 is null");
-  REQUIRE_ERROR(optim::SGD<double>({&p}, {-0.1}), DomainError, "reparam: SGD: lr must be >= 0 (got -0.1)");
+  REQUIRE_ERROR(optim::SGD<double>({&p}, {-0.1}), DomainError, "reparam: SGD: lr must be >= 0 and finite (got -0.1)");
   optim::SGDOptions<double> s{0.1};
   s.nesterov = true;
   REQUIRE_ERROR(optim::SGD<double>({&p}, s), DomainError, "reparam: SGD: nesterov needs momentum > 0 and dampening 0 (got momentum 0, dampening 0)");
   s = {0.1};
   s.momentum = -1;
-  REQUIRE_ERROR(optim::SGD<double>({&p}, s), DomainError, "reparam: SGD: momentum must be >= 0 (got -1)");
+  REQUIRE_ERROR(optim::SGD<double>({&p}, s), DomainError, "reparam: SGD: momentum must be >= 0 and finite (got -1)");
   s = {0.1};
   s.weight_decay = -1;
-  REQUIRE_ERROR(optim::SGD<double>({&p}, s), DomainError, "reparam: SGD: weight_decay must be >= 0 (got -1)");
+  REQUIRE_ERROR(optim::SGD<double>({&p}, s), DomainError, "reparam: SGD: weight_decay must be >= 0 and finite (got -1)");
 }

@@ -1,10 +1,12 @@
 #pragma once
-/// \file errors.hpp  Exception classes and the validation switch.
+/// \file errors.hpp  Exception classes, the validation switch and the checks that build their
+/// messages only when they fail.
 ///
 /// Every message is shaped `reparam: <op>: <what> (<details>)`; tests assert the text.
 
-#include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -22,7 +24,8 @@
 
 namespace reparam {
 
-/// Operands whose shapes do not fit the operation (broadcasting, matmul, reshape, backward).
+/// Operands whose shapes do not fit the operation (broadcasting, matmul, reshape, backward), and
+/// sizes that are negative or overflow.
 class ShapeError : public std::invalid_argument {
  public:
   using std::invalid_argument::invalid_argument;
@@ -41,28 +44,30 @@ class GraphError : public std::logic_error {
 };
 
 namespace detail {
-inline std::atomic<bool>& validation_flag() noexcept {
-  static std::atomic<bool> on{true};
+inline bool& validation_flag() noexcept {
+  thread_local bool on = true;
   return on;
 }
 }  // namespace detail
 
 /// Value checks (domains of `log`, `sqrt`, ...; distribution parameters) are on by default.
-/// Turning them off skips one pass over the data per checked operation. Shape and graph checks
-/// always stay on: they guard memory safety. Compile with `REPARAM_NO_VALIDATION` to remove the
-/// value checks entirely.
-inline void set_validation(bool on) noexcept { detail::validation_flag().store(on, std::memory_order_relaxed); }
+/// Turning them off skips one pass over the data per checked operation. The switch is per
+/// thread: it affects the calling thread only (each thread starts with checks on). Shape and
+/// graph checks always stay on: they guard memory safety. Compile with `REPARAM_NO_VALIDATION` to
+/// remove the value checks entirely.
+inline void set_validation(bool on) noexcept { detail::validation_flag() = on; }
 
-/// Whether value checks run (see `set_validation`).
+/// Whether value checks run in this thread (see `set_validation`).
 inline bool validation_enabled() noexcept {
 #ifdef REPARAM_NO_VALIDATION
   return false;
 #else
-  return detail::validation_flag().load(std::memory_order_relaxed);
+  return detail::validation_flag();
 #endif
 }
 
-/// Switches value checks on or off for a scope and restores the previous setting on exit.
+/// Switches value checks on or off in this thread for a scope and restores the previous setting
+/// on exit.
 ///     { reparam::ValidationScope off(false); hot_loop(); }
 class ValidationScope {
  public:
@@ -77,6 +82,16 @@ class ValidationScope {
 
 namespace detail {
 
+/// The name of an operation in a message: "log", or a distribution's member "Normal.log_prob"
+/// kept as two pieces so that nothing is built unless a check fails.
+struct OpName {
+  const char* head;
+  const char* member = nullptr;
+  OpName(const char* h) noexcept : head(h) {}  // NOLINT: implicit from a plain name
+  OpName(const char* h, const char* m) noexcept : head(h), member(m) {}
+  std::string str() const { return member ? std::string(head) + "." + member : std::string(head); }
+};
+
 inline std::string shape_str(Index rows, Index cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
 
 template <class S, class = void>
@@ -89,10 +104,8 @@ struct is_streamable<S, std::void_t<decltype(std::declval<std::ostream&>() << st
 template <class S>
 std::string scalar_str(const S& v) {
   if constexpr (std::is_floating_point<S>::value) {
-    std::ostringstream os;
-    os.precision(std::is_same<S, float>::value ? 9 : 17);
-    // Try increasing precision until the printed value reads back exactly.
-    for (int p = 1; p <= (std::is_same<S, float>::value ? 9 : 17); ++p) {
+    constexpr int max_digits = std::numeric_limits<S>::max_digits10;
+    for (int p = 1; p < max_digits; ++p) {
       std::ostringstream t;
       t.precision(p);
       t << v;
@@ -101,6 +114,8 @@ std::string scalar_str(const S& v) {
       in >> back;
       if (back == v || std::isnan(v) || std::isinf(v)) return t.str();
     }
+    std::ostringstream os;
+    os.precision(max_digits);
     os << v;
     return os.str();
   } else if constexpr (is_streamable<S>::value) {
@@ -112,24 +127,39 @@ std::string scalar_str(const S& v) {
   }
 }
 
-[[noreturn]] inline void throw_shape(const char* op, const std::string& what) {
-  throw ShapeError(std::string("reparam: ") + op + ": " + what);
+[[noreturn]] inline void throw_shape(OpName op, const std::string& what) {
+  throw ShapeError("reparam: " + op.str() + ": " + what);
 }
-[[noreturn]] inline void throw_domain(const char* op, const std::string& what) {
-  throw DomainError(std::string("reparam: ") + op + ": " + what);
+[[noreturn]] inline void throw_domain(OpName op, const std::string& what) {
+  throw DomainError("reparam: " + op.str() + ": " + what);
 }
-[[noreturn]] inline void throw_graph(const char* op, const std::string& what) {
-  throw GraphError(std::string("reparam: ") + op + ": " + what);
+[[noreturn]] inline void throw_graph(OpName op, const std::string& what) {
+  throw GraphError("reparam: " + op.str() + ": " + what);
+}
+
+/// The largest number of elements a node or sample may have: far below what overflows a byte
+/// count of any scalar type (2^58 elements).
+inline constexpr Index max_elements = Index(1) << 58;
+
+/// rows * cols, or ShapeError when either is negative or the product overflows:
+/// `reparam: reshape: size overflows (4294967296x4294967296)`.
+inline Index shape_size(OpName op, Index rows, Index cols) {
+  if (rows < 0 || cols < 0) throw_shape(op, "shape must not be negative (got " + shape_str(rows, cols) + ")");
+  if (cols != 0 && rows > max_elements / cols)
+    throw_shape(op, "size overflows (" + shape_str(rows, cols) + ")");
+  return rows * cols;
 }
 
 /// Throws DomainError naming the first element of `m` for which `ok` is false, e.g.
-/// `reparam: log: argument must be >= 0 (got -0.5 at row 0, col 1)`.
+/// `reparam: log: argument must be >= 0 (got -0.5 at row 0, col 1)`. The message is `what`
+/// followed by `what2`; it is built only when a check fails.
 template <class Derived, class Pred>
-void check_elements(const char* op, const char* what, const Eigen::DenseBase<Derived>& m, Pred ok) {
-  for (Index i = 0; i < m.rows(); ++i)
-    for (Index j = 0; j < m.cols(); ++j)
+void check_elements(OpName op, const char* what, const Eigen::DenseBase<Derived>& m, Pred ok, const char* what2 = "") {
+  const Index R = m.rows(), C = m.cols();
+  for (Index i = 0; i < R; ++i)
+    for (Index j = 0; j < C; ++j)
       if (!ok(m(i, j)))
-        throw_domain(op, std::string(what) + " (got " + scalar_str(m(i, j)) + " at row " + std::to_string(i) +
+        throw_domain(op, std::string(what) + what2 + " (got " + scalar_str(m(i, j)) + " at row " + std::to_string(i) +
                              ", col " + std::to_string(j) + ")");
 }
 

@@ -19,12 +19,27 @@ namespace optim {
 namespace detail {
 template <class T>
 void check_params(const char* op, const std::vector<Parameter<T>*>& params) {
-  for (std::size_t i = 0; i < params.size(); ++i)
+  for (std::size_t i = 0; i < params.size(); ++i) {
     if (params[i] == nullptr) reparam::detail::throw_graph(op, "parameter " + std::to_string(i) + " is null");
+    if (params[i]->value.size() == 0)
+      reparam::detail::throw_shape(op, "parameter " + std::to_string(i) + " is empty (" +
+                                           reparam::detail::shape_str(params[i]->rows(), params[i]->cols()) + ")");
+  }
 }
+/// DomainError unless v is finite and `ok` holds (NaN fails every comparison, so it is caught too).
 template <class T>
 void check_hyper(const char* op, const char* what, T v, bool ok) {
-  if (!ok) reparam::detail::throw_domain(op, std::string(what) + " (got " + reparam::detail::scalar_str(v) + ")");
+  using std::isfinite;
+  if (!ok || !isfinite(v))
+    reparam::detail::throw_domain(op, std::string(what) + " and finite (got " + reparam::detail::scalar_str(v) + ")");
+}
+/// ShapeError when parameter i no longer has the shape its optimizer state was made for.
+template <class T>
+void check_shape(const char* op, std::size_t i, const Parameter<T>& p, const Matrix<T>& state) {
+  if (p.value.rows() != state.rows() || p.value.cols() != state.cols())
+    reparam::detail::throw_shape(op, "parameter " + std::to_string(i) + " changed shape (was " +
+                                         reparam::detail::shape_str(state.rows(), state.cols()) + ", now " +
+                                         reparam::detail::shape_str(p.rows(), p.cols()) + ")");
 }
 }  // namespace detail
 
@@ -47,6 +62,7 @@ class SGD {
     detail::check_hyper("SGD", "lr must be >= 0", o_.lr, o_.lr >= T(0));
     detail::check_hyper("SGD", "momentum must be >= 0", o_.momentum, o_.momentum >= T(0));
     detail::check_hyper("SGD", "weight_decay must be >= 0", o_.weight_decay, o_.weight_decay >= T(0));
+    detail::check_hyper("SGD", "dampening must be >= 0", o_.dampening, o_.dampening >= T(0));
     if (o_.nesterov && (o_.momentum <= T(0) || o_.dampening != T(0)))
       reparam::detail::throw_domain("SGD", "nesterov needs momentum > 0 and dampening 0 (got momentum " +
                                                reparam::detail::scalar_str(o_.momentum) + ", dampening " +
@@ -58,9 +74,10 @@ class SGD {
 
   /// One update of every parameter from its gradient.
   void step() {
+    for (std::size_t i = 0; i < params_.size(); ++i) detail::check_shape("SGD.step", i, *params_[i], buf_[i]);
     for (std::size_t i = 0; i < params_.size(); ++i) {
       Parameter<T>& p = *params_[i];
-      if (p.grad.size() != p.value.size()) continue;  // never read by a tape: no gradient
+      if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols()) continue;  // never read by a tape
       Matrix<T>& b = buf_[i];
       // d = g + wd p;  b = mu b + (1 - dampening) d (b = d on the first step);  p -= lr (d + mu b or b)
       if (o_.momentum != T(0)) {
@@ -83,7 +100,10 @@ class SGD {
   }
   const SGDOptions<T>& options() const noexcept { return o_; }
   /// Learning rate, e.g. for a schedule.
-  void set_lr(T lr) { o_.lr = lr; }
+  void set_lr(T lr) {
+    detail::check_hyper("set_lr", "lr must be >= 0", lr, lr >= T(0));
+    o_.lr = lr;
+  }
 
  private:
   std::vector<Parameter<T>*> params_;
@@ -125,13 +145,14 @@ class Adam {
   void step() {
     using std::pow;
     using std::sqrt;
+    for (std::size_t i = 0; i < params_.size(); ++i) detail::check_shape("Adam.step", i, *params_[i], m_[i]);
     ++steps_;
     const T bc1 = T(1) - pow(o_.beta1, T(steps_));
     const T bc2_sqrt = sqrt(T(1) - pow(o_.beta2, T(steps_)));
     const T step_size = o_.lr / bc1;
     for (std::size_t i = 0; i < params_.size(); ++i) {
       Parameter<T>& p = *params_[i];
-      if (p.grad.size() != p.value.size()) continue;
+      if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols()) continue;  // never read by a tape
       if (o_.weight_decay != T(0)) p.grad += o_.weight_decay * p.value;  // as torch: g += wd p
       // m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
       m_[i].array() = o_.beta1 * m_[i].array() + (T(1) - o_.beta1) * p.grad.array();
@@ -143,7 +164,10 @@ class Adam {
     for (Parameter<T>* p : params_) p->zero_grad();
   }
   const AdamOptions<T>& options() const noexcept { return o_; }
-  void set_lr(T lr) { o_.lr = lr; }
+  void set_lr(T lr) {
+    detail::check_hyper("set_lr", "lr must be >= 0", lr, lr >= T(0));
+    o_.lr = lr;
+  }
   /// Steps taken so far.
   long steps() const noexcept { return steps_; }
   /// First and second moment estimates of parameter i (for checkpoints).

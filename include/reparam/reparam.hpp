@@ -9,6 +9,7 @@
 #include <reparam/errors.hpp>
 #include <reparam/estimators.hpp>
 #include <reparam/matrix.hpp>
+#include <reparam/operation.hpp>
 #include <reparam/ops.hpp>
 #include <reparam/optim.hpp>
 #include <reparam/random.hpp>

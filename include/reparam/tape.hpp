@@ -1,5 +1,7 @@
 #pragma once
-/// \file tape.hpp  The tape (`BasicTape`), its handles (`BasicVar`) and `Parameter`.
+/// \file tape.hpp  The tape (`BasicTape`), its handles (`BasicVar`), `Parameter`, and `Backward`,
+/// what a backward rule sees. Operations are recorded through `reparam::Operation`
+/// (operation.hpp).
 ///
 ///     reparam::Tape tape;
 ///     reparam::Var x = tape.variable(m);           // leaf that receives a gradient
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include <reparam/detail/arena.hpp>
+#include <reparam/detail/node.hpp>
 #include <reparam/errors.hpp>
 #include <reparam/matrix.hpp>
 
@@ -22,6 +25,8 @@ template <class T>
 class BasicTape;
 template <class T>
 class BasicVar;
+template <class T>
+class Operation;
 
 /// A value that outlives tapes: model weights. `tape.variable(p)` reads `p.value` in place and
 /// `backward` adds into `p.grad`. Optimizers (`reparam::optim::Adam`, `SGD`) step Parameters.
@@ -39,50 +44,6 @@ struct Parameter {
   /// Gradient back to zero (same shape as the value).
   void zero_grad() { grad.setZero(value.rows(), value.cols()); }
 };
-
-namespace detail {
-
-/// Whether an Eigen expression is a constant (`Constant(r, c, v)`): its value is one number.
-template <class E>
-struct is_constant_expr : std::false_type {};
-template <class S, class P>
-struct is_constant_expr<Eigen::CwiseNullaryOp<Eigen::internal::scalar_constant_op<S>, P>> : std::true_type {};
-
-template <class T>
-using CMap = Eigen::Map<const Matrix<T>>;
-template <class T>
-using MMap = Eigen::Map<Matrix<T>>;
-
-enum class NodeKind : std::uint8_t {
-  constant,   // leaf without gradient
-  variable,   // leaf whose gradient persists across backward calls (like PyTorch's .grad)
-  interior    // result of an operation; its gradient is recomputed by every backward call
-};
-
-/// One recorded operation. Values and gradients live in the tape's arena (or, for a Parameter, in
-/// the Parameter itself); the backward rule is a plain function pointer, so recording a node never
-/// touches the heap.
-template <class T>
-struct Node {
-  using Backward = void (*)(BasicTape<T>&, const Node&);
-  T* value = nullptr;
-  T* grad = nullptr;  // null when no variable lies behind this node: nothing flows back
-  Index rows = 0;
-  Index cols = 0;
-  Backward backward = nullptr;
-  std::uint32_t in[2] = {0, 0};  // operand node indices
-  T c{};                         // the operation's constant (scalar operand, exponent, ...)
-  // An interior gradient holds a value only if `sweep` is the tape's current sweep (so starting a
-  // sweep or zero_grad() invalidates every interior gradient at once); the first write assigns.
-  mutable std::uint32_t sweep = 0;
-  NodeKind kind = NodeKind::interior;
-  bool requires_grad = false;  // a variable lies behind this node
-  // The gradient is grad[0] everywhere (e.g. below a sum): kept as one number until an operation
-  // needs the full matrix, which saves a pass over memory per node.
-  mutable bool grad_const = false;
-};
-
-}  // namespace detail
 
 /// Handle to one node of a tape: cheap to copy, valid until the tape is cleared.
 template <class T>
@@ -106,7 +67,11 @@ class BasicVar {
   /// Whether a variable lies behind this node (so `backward` computes its gradient).
   bool requires_grad() const;
 
-  BasicTape<T>& tape() const { return *tape_; }
+  /// The tape this Var belongs to; GraphError for an empty (default-constructed) Var.
+  BasicTape<T>& tape() const {
+    if (tape_ == nullptr) detail::throw_graph("tape", "Var is empty (default-constructed)");
+    return *tape_;
+  }
   std::uint32_t index() const noexcept { return index_; }
   bool empty() const noexcept { return tape_ == nullptr; }
 
@@ -120,9 +85,77 @@ class BasicVar {
   std::uint64_t generation_ = 0;
 };
 
+/// What a backward rule sees: the gradient of the operation's result, the values of its operands,
+/// and where to add their gradients. Operands are numbered in the order they were given to
+/// `Operation`. See operation.hpp for how rules are written.
+template <class T>
+class Backward {
+ public:
+  using ConstMap = detail::CMap<T>;
+  using MutMap = detail::MMap<T>;
+
+  /// d(output)/d(result), of the result's shape.
+  ConstMap grad() const;
+  /// The result's value.
+  ConstMap value() const { return ConstMap(n_.value, n_.rows, n_.cols); }
+  Index rows() const noexcept { return n_.rows; }
+  Index cols() const noexcept { return n_.cols; }
+  /// Number of operands.
+  std::size_t inputs() const noexcept { return n_.n_in; }
+  /// Operand k's value.
+  ConstMap input(std::size_t k) const;
+  /// Whether operand k receives a gradient (a variable lies behind it). `add` ignores the others.
+  bool needs(std::size_t k) const;
+  /// grad(operand k) += e, for any Eigen matrix or array expression of operand k's shape.
+  template <class E>
+  void add(std::size_t k, const Eigen::DenseBase<E>& e);
+  /// grad(operand k) += v in every element.
+  void add_constant(std::size_t k, T v);
+  /// Operand k's gradient buffer for adding into in place (a GEMM, a block): it holds the
+  /// gradient so far, zeros if nothing flowed into it yet. Empty when `needs(k)` is false.
+  MutMap grad_buffer(std::size_t k);
+
+  // ---- For rules that want the constant-gradient fast path (the library's own) ----------------
+
+  /// Whether the incoming gradient is one number everywhere (then `grad_constant()` is it):
+  /// below a `sum`, for example. `grad()` always works; this saves a pass over memory.
+  bool grad_is_constant() const noexcept { return n_.grad_const; }
+  T grad_constant() const noexcept { return n_.grad[0]; }
+  /// Calls f with the incoming gradient as an Eigen array expression: a constant expression when
+  /// it is one number, the buffer otherwise.
+  template <class F>
+  void with_grad(F&& f) const;
+  /// Operand k's gradient buffer when the caller overwrites it whole (`assign` is set) or adds
+  /// into it (`assign` false): saves zeroing on the first write.
+  MutMap target(std::size_t k, bool full_write, bool& assign);
+  /// grad(operand k) += v for a 1x1 operand (scalar graphs: no Eigen machinery).
+  void add_scalar(std::size_t k, T v);
+  /// After `target(k, true, assign)` gave assign: operand k's gradient becomes v everywhere,
+  /// kept as one number.
+  void assign_constant(std::size_t k, T v);
+  /// Whether operand k's gradient is currently kept as one number.
+  bool operand_grad_is_constant(std::size_t k) const noexcept { return t_.nodes_[n_.input(k)].grad_const; }
+
+  /// The operation's name, as recorded.
+  const char* name() const noexcept { return n_.name; }
+  /// Index of operand k's node on the tape.
+  std::uint32_t input_index(std::size_t k) const noexcept { return n_.input(k); }
+  BasicTape<T>& tape() const noexcept { return t_; }
+  /// Scratch space for GEMM packing, shared by the tape's operations.
+  detail::Workspace<T>& workspace() const noexcept { return t_.workspace_; }
+
+ private:
+  friend class BasicTape<T>;
+  Backward(BasicTape<T>& t, const detail::Node<T>& n) : t_(t), n_(n) {}
+  [[noreturn]] void wrong_shape(std::size_t k, Index r, Index c) const;
+
+  BasicTape<T>& t_;
+  const detail::Node<T>& n_;
+};
+
 /// Records operations on `BasicVar<T>`s and runs the reverse sweep. Owns all node memory; `clear()`
 /// drops the graph and keeps the memory, so rebuilding the same graph allocates nothing.
-/// Not copyable or movable: Vars point at it.
+/// Not copyable or movable: Vars point at it. Not thread-safe: use one tape per thread.
 template <class T>
 class BasicTape {
  public:
@@ -147,7 +180,7 @@ class BasicTape {
   /// if it is not already).
   Var variable(Parameter<T>& p) {
     if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols()) p.zero_grad();
-    Var v = push(0, 0, nullptr, 0, 0, T(0), true);
+    Var v = push("variable", 0, 0, nullptr, 0, true, 0);
     Node& n = nodes_[v.index_];
     n.value = p.value.data();
     n.grad = p.grad.data();
@@ -206,84 +239,79 @@ class BasicTape {
   /// Number of nodes recorded since the last `clear()`.
   std::size_t size() const noexcept { return nodes_.size(); }
   /// Bytes of node storage the tape owns (kept across `clear()`).
-  std::size_t memory_bytes() const noexcept { return arena_.capacity() * sizeof(T) + nodes_.capacity() * sizeof(Node); }
-
-  // ---- Internals used by the operations in reparam/ops/. Not part of the API. ----
+  std::size_t memory_bytes() const noexcept { return arena_.capacity() + nodes_.capacity() * sizeof(Node); }
 
   /// Throws GraphError unless `v` is a live node of this tape.
-  void check(const Var& v, const char* op) const {
+  void check(const Var& v, detail::OpName op) const {
     if (v.tape_ == nullptr) detail::throw_graph(op, "Var is empty (default-constructed)");
     if (v.tape_ != this) detail::throw_graph(op, "Var belongs to another tape");
     if (v.generation_ != generation_) detail::throw_graph(op, "Var used after its tape was cleared");
   }
 
-  /// Records a node of shape rows x cols with operands a, b. Its value is uninitialized; its
-  /// gradient exists iff `requires_grad`.
-  /// `extra` more elements are allocated after the value for the operation's own use (e.g. the
-  /// base noise of a sample), reachable through `aux(node)`.
-  Var push(Index rows, Index cols, typename Node::Backward backward, std::uint32_t a, std::uint32_t b, T c,
-           bool requires_grad, std::size_t extra = 0) {
+ private:
+  friend class BasicVar<T>;
+  friend class Backward<T>;
+  friend class Operation<T>;
+
+  /// Records a node of shape rows x cols with the given operands. Its value is uninitialized; its
+  /// gradient exists iff `requires_grad`. `extra` more elements are allocated after the value
+  /// (the operation's own state). Sizes are checked here: every node passes through.
+  Var push(const char* name, Index rows, Index cols, const std::uint32_t* in, std::uint32_t n_in, bool requires_grad,
+           std::size_t extra) {
+    if (in_sweep_) detail::throw_graph(name, "cannot record operations during backward");
+    const Index size = detail::shape_size(name, rows, cols);
     if (nodes_.size() >= std::numeric_limits<std::uint32_t>::max())
-      detail::throw_graph("tape", "too many nodes (more than 2^32 - 1)");
-    const std::size_t n = static_cast<std::size_t>(rows * cols);
+      detail::throw_graph(name, "too many nodes on one tape (more than 2^32 - 1)");
+    if (extra > std::size_t(detail::max_elements)) detail::throw_shape(name, "size overflows (state of the operation)");
+    const std::size_t n = static_cast<std::size_t>(size);
     Node node;
-    node.value = n + extra ? arena_.allocate(n + extra) : nullptr;
-    node.grad = requires_grad && n ? arena_.allocate(n) : nullptr;
+    node.value = n + extra ? arena_.allocate<T>(n + extra) : nullptr;
+    node.grad = requires_grad && n ? arena_.allocate<T>(n) : nullptr;
     node.rows = rows;
     node.cols = cols;
-    node.backward = requires_grad ? backward : nullptr;
+    node.name = name;
     node.requires_grad = requires_grad;
-    node.in[0] = a;
-    node.in[1] = b;
-    node.c = c;
+    node.n_in = n_in;
+    if (n_in <= 2) {
+      for (std::uint32_t k = 0; k < n_in; ++k) node.in[k] = in[k];
+    } else {
+      node.many = in;  // already in the arena (Operation put it there)
+    }
     nodes_.push_back(node);
     return Var(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
   }
 
-  /// A node whose value is another node's storage (reshape, stop_gradient): no copy.
-  Var push_alias(std::uint32_t source, Index rows, Index cols, typename Node::Backward backward, bool requires_grad) {
-    Var v = push(0, 0, backward, source, source, T(0), requires_grad);
+  template <class Derived>
+  Var leaf(const Eigen::DenseBase<Derived>& m, detail::NodeKind kind) {
+    static_assert(std::is_same<typename Derived::Scalar, T>::value,
+                  "reparam: tape.variable/constant: the matrix scalar type must be the tape's (use .cast<T>())");
+    const bool var = kind == detail::NodeKind::variable;
+    Var v = push(var ? "variable" : "constant", m.rows(), m.cols(), nullptr, 0, var, 0);
     Node& n = nodes_[v.index_];
-    n.value = nodes_[source].value;
-    n.rows = rows;
-    n.cols = cols;
-    if (requires_grad) n.grad = arena_.allocate(static_cast<std::size_t>(rows * cols));
+    n.kind = kind;
+    if (n.value) MutMap(n.value, n.rows, n.cols) = m.derived();
+    if (var && n.grad) MutMap(n.grad, n.rows, n.cols).setZero();
     return v;
   }
 
-  const Node& node(std::uint32_t i) const { return nodes_[i]; }
-  /// The extra storage of a node pushed with `extra` > 0 (right after its value).
-  static T* aux(const Node& n) { return n.value + n.rows * n.cols; }
-  ConstMap value(std::uint32_t i) const {
-    const Node& n = nodes_[i];
-    return ConstMap(n.value, n.rows, n.cols);
-  }
-  MutMap value_mut(std::uint32_t i) {
-    Node& n = nodes_[i];
-    return MutMap(n.value, n.rows, n.cols);
-  }
-  /// Whether gradients flow into node i.
-  bool needs_grad(std::uint32_t i) const { return nodes_[i].requires_grad; }
   /// Whether node n's gradient holds a value in the current sweep (leaves always do).
   bool grad_ready(const Node& n) const { return n.kind == detail::NodeKind::variable || n.sweep == sweep_; }
 
-  /// The incoming gradient of a node during its backward rule, as a full matrix.
-  ConstMap grad_in(const Node& n) const {
-    if (n.grad_const) materialize(n);
-    return ConstMap(n.grad, n.rows, n.cols);
+  void materialize(Node& n) const {
+    MutMap(n.grad, n.rows, n.cols).setConstant(n.grad[0]);
+    n.grad_const = false;
   }
 
-  /// Gradient buffer of node i for accumulation. If it holds no value yet, `assign` tells the
-  /// caller to overwrite (full writes) and otherwise it is zeroed first.
+  /// Gradient buffer of node i. If it holds no value yet, `assign` tells the caller to overwrite
+  /// (full writes); otherwise it is zeroed first.
   MutMap grad_target(std::uint32_t i, bool full_write, bool& assign) {
     Node& n = nodes_[i];
     assign = false;
     if (!grad_ready(n)) {
-      if (full_write) {
+      if (full_write)
         assign = true;
-      } else {
+      else
         MutMap(n.grad, n.rows, n.cols).setZero();
-      }
       n.sweep = sweep_;
       n.grad_const = false;
     } else if (n.grad_const) {
@@ -292,11 +320,11 @@ class BasicTape {
     return MutMap(n.grad, n.rows, n.cols);
   }
 
-  /// Adds the same value v to every element of node i's gradient, without a pass over memory
-  /// when the gradient held nothing or was constant already.
+  /// Adds v to every element of node i's gradient, without a pass over memory when the gradient
+  /// held nothing or was constant already.
   void accumulate_const(std::uint32_t i, T v) {
     Node& n = nodes_[i];
-    if (n.rows * n.cols == 0) {
+    if (n.size() == 0) {
       n.sweep = sweep_;
       return;
     }
@@ -311,22 +339,6 @@ class BasicTape {
     }
   }
 
-  /// `grad(i) += e` for an expression of node i's shape (assigns on the first write).
-  template <class Expr>
-  void accumulate(std::uint32_t i, const Expr& e) {
-    if constexpr (detail::is_constant_expr<Expr>::value) {
-      accumulate_const(i, e.functor()());
-    } else {
-      bool assign;
-      MutMap g = grad_target(i, true, assign);
-      if (assign)
-        g.array() = e;
-      else
-        g.array() += e;
-    }
-  }
-
-  /// `grad(i) += v` for a 1x1 node.
   void accumulate_scalar(std::uint32_t i, T v) {
     Node& n = nodes_[i];
     if (grad_ready(n)) {
@@ -338,9 +350,6 @@ class BasicTape {
     }
   }
 
-  detail::Workspace<T>& workspace() { return workspace_; }
-
-  // Used by BasicVar.
   ConstMap grad_of_var(const Var& v) {
     check(v, "grad");
     Node& n = nodes_[v.index_];
@@ -350,21 +359,8 @@ class BasicTape {
       n.sweep = sweep_;
       n.grad_const = false;
     }
-    return grad_in(n);
-  }
-
- private:
-  template <class Derived>
-  Var leaf(const Eigen::DenseBase<Derived>& m, detail::NodeKind kind) {
-    static_assert(std::is_same<typename Derived::Scalar, T>::value,
-                  "reparam: tape.variable/constant: the matrix scalar type must be the tape's (use .cast<T>())");
-    const bool var = kind == detail::NodeKind::variable;
-    Var v = push(m.rows(), m.cols(), nullptr, 0, 0, T(0), var);
-    Node& n = nodes_[v.index_];
-    n.kind = kind;
-    if (n.value) MutMap(n.value, n.rows, n.cols) = m.derived();
-    if (var) MutMap(n.grad, n.rows, n.cols).setZero();
-    return v;
+    if (n.grad_const) materialize(n);
+    return ConstMap(n.grad, n.rows, n.cols);
   }
 
   void sweep(const Var& y, const Matrix<T>* seed) {
@@ -381,10 +377,19 @@ class BasicTape {
       out.sweep = sweep_;
       out.grad_const = false;
     }
-    // Reverse sweep: one loop, no recursion (graphs of millions of nodes are fine).
+    // Reverse sweep: one loop, no recursion (graphs of millions of nodes are fine). Rules of
+    // empty results have nothing to pass on.
+    struct Guard {
+      bool& flag;
+      ~Guard() { flag = false; }
+    } guard{in_sweep_};
+    in_sweep_ = true;
     for (std::uint32_t i = top + 1; i-- > 0;) {
       const Node& n = nodes_[i];
-      if (n.backward && n.sweep == sweep_) n.backward(*this, n);
+      if (n.rule && n.sweep == sweep_ && n.size() != 0) {
+        Backward<T> bw(*this, n);
+        n.rule(n.rule_state, bw);
+      }
     }
   }
 
@@ -395,24 +400,23 @@ class BasicTape {
     }
   }
 
-  void materialize(const Node& n) const {
-    MutMap(n.grad, n.rows, n.cols).setConstant(n.grad[0]);
-    n.grad_const = false;
-  }
-
   std::vector<Node> nodes_;
-  detail::Arena<T> arena_;
+  detail::Arena arena_;
   detail::Workspace<T> workspace_;
   Matrix<T> seed_;
   std::uint64_t generation_ = 1;
   std::uint32_t sweep_ = 1;
+  bool in_sweep_ = false;
 };
+
+// ---- BasicVar ----------------------------------------------------------------------------------
 
 template <class T>
 typename BasicVar<T>::ConstMap BasicVar<T>::value() const {
   if (!tape_) detail::throw_graph("value", "Var is empty (default-constructed)");
   tape_->check(*this, "value");
-  return tape_->value(index_);
+  const detail::Node<T>& n = tape_->nodes_[index_];
+  return ConstMap(n.value, n.rows, n.cols);
 }
 template <class T>
 typename BasicVar<T>::ConstMap BasicVar<T>::grad() const {
@@ -438,7 +442,84 @@ template <class T>
 bool BasicVar<T>::requires_grad() const {
   if (!tape_) detail::throw_graph("requires_grad", "Var is empty (default-constructed)");
   tape_->check(*this, "requires_grad");
-  return tape_->needs_grad(index_);
+  return tape_->nodes_[index_].requires_grad;
+}
+
+// ---- Backward ----------------------------------------------------------------------------------
+
+template <class T>
+typename Backward<T>::ConstMap Backward<T>::grad() const {
+  if (n_.grad_const) t_.materialize(const_cast<detail::Node<T>&>(n_));
+  return ConstMap(n_.grad, n_.rows, n_.cols);
+}
+template <class T>
+typename Backward<T>::ConstMap Backward<T>::input(std::size_t k) const {
+  const detail::Node<T>& in = t_.nodes_[n_.input(k)];
+  return ConstMap(in.value, in.rows, in.cols);
+}
+template <class T>
+bool Backward<T>::needs(std::size_t k) const {
+  return t_.nodes_[n_.input(k)].requires_grad;
+}
+template <class T>
+void Backward<T>::wrong_shape(std::size_t k, Index r, Index c) const {
+  const detail::Node<T>& in = t_.nodes_[n_.input(k)];
+  detail::throw_shape(n_.name, "backward rule adds a gradient of shape " + detail::shape_str(r, c) + " to operand " +
+                                   std::to_string(k) + " of shape " + detail::shape_str(in.rows, in.cols));
+}
+template <class T>
+template <class E>
+void Backward<T>::add(std::size_t k, const Eigen::DenseBase<E>& e) {
+  const std::uint32_t i = n_.input(k);
+  const detail::Node<T>& in = t_.nodes_[i];
+  if (e.rows() != in.rows || e.cols() != in.cols) wrong_shape(k, e.rows(), e.cols());
+  if (!in.requires_grad || in.size() == 0) return;
+  if constexpr (detail::is_constant_expr<E>::value) {
+    t_.accumulate_const(i, e.derived().functor()());
+  } else {
+    bool assign;
+    MutMap g = t_.grad_target(i, true, assign);
+    if (assign)
+      g.array() = e.derived().array();
+    else
+      g.array() += e.derived().array();
+  }
+}
+template <class T>
+void Backward<T>::add_constant(std::size_t k, T v) {
+  const std::uint32_t i = n_.input(k);
+  if (t_.nodes_[i].requires_grad) t_.accumulate_const(i, v);
+}
+template <class T>
+typename Backward<T>::MutMap Backward<T>::grad_buffer(std::size_t k) {
+  const std::uint32_t i = n_.input(k);
+  if (!t_.nodes_[i].requires_grad) return MutMap(nullptr, 0, 0);
+  bool assign;
+  return t_.grad_target(i, false, assign);
+}
+template <class T>
+typename Backward<T>::MutMap Backward<T>::target(std::size_t k, bool full_write, bool& assign) {
+  return t_.grad_target(n_.input(k), full_write, assign);
+}
+template <class T>
+void Backward<T>::add_scalar(std::size_t k, T v) {
+  const std::uint32_t i = n_.input(k);
+  if (t_.nodes_[i].requires_grad) t_.accumulate_scalar(i, v);
+}
+template <class T>
+void Backward<T>::assign_constant(std::size_t k, T v) {
+  detail::Node<T>& n = t_.nodes_[n_.input(k)];
+  n.grad[0] = v;
+  n.grad_const = true;
+}
+template <class T>
+template <class F>
+void Backward<T>::with_grad(F&& f) const {
+  using RowArray = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  if (n_.grad_const)
+    f(RowArray::Constant(n_.rows, n_.cols, n_.grad[0]));
+  else
+    f(ConstMap(n_.grad, n_.rows, n_.cols).array());
 }
 
 using Tape = BasicTape<double>;

@@ -1,7 +1,9 @@
 #pragma once
-/// \file arena.hpp  Bump allocation of node storage, kept across `Tape::clear()`.
+/// \file arena.hpp  Bump allocation of node storage (values, gradients, operand lists, backward
+/// rules and their state), kept across `Tape::clear()`.
 
 #include <cstddef>
+#include <cstdint>
 #include <new>
 #include <type_traits>
 #include <vector>
@@ -13,59 +15,47 @@
 namespace reparam {
 namespace detail {
 
-/// Elements are handed out 64-byte aligned so that Eigen's packet loads never straddle.
+/// Allocations of a cache line or more start on a 64-byte boundary, so that Eigen's packet loads
+/// never straddle; smaller ones are packed (graphs of scalars stay dense in cache).
 inline constexpr std::size_t arena_alignment = 64;
 
 /// Blocks of this size or more are placed on 2 MiB boundaries and, on Linux, offered transparent
 /// huge pages: the arena is reused step after step, so fewer TLB misses pay back every step.
 inline constexpr std::size_t huge_page = std::size_t(2) << 20;
 
-template <class T>
-T* aligned_alloc_array(std::size_t n) {
-  const std::size_t bytes = n * sizeof(T);
-  if (bytes < huge_page) return static_cast<T*>(::operator new(bytes, std::align_val_t{arena_alignment}));
+inline void* aligned_alloc_bytes(std::size_t bytes) {
+  if (bytes < huge_page) return ::operator new(bytes, std::align_val_t{arena_alignment});
   void* p = ::operator new(bytes, std::align_val_t{huge_page});
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only: failure changes nothing
 #endif
-  return static_cast<T*>(p);
+  return p;
 }
-template <class T>
-void aligned_free_array(T* p, std::size_t n) noexcept {
-  if (n * sizeof(T) < huge_page)
+inline void aligned_free_bytes(void* p, std::size_t bytes) noexcept {
+  if (bytes < huge_page)
     ::operator delete(p, std::align_val_t{arena_alignment});
   else
     ::operator delete(p, std::align_val_t{huge_page});
 }
 
-/// A list of blocks handed out front to back. `reset()` rewinds without freeing; if a build needed
-/// more than one block, the blocks are merged into one of the total size, so the next build of the
-/// same graph fits without touching the heap.
-template <class T>
+/// A list of byte blocks handed out front to back. `reset()` rewinds without freeing; if a build
+/// needed more than one block, the blocks are merged into one of the total size, so the next build
+/// of the same graph fits without touching the heap. Holds only trivially destructible objects.
 class Arena {
-  static_assert(std::is_trivially_copyable<T>::value && std::is_trivially_destructible<T>::value,
-                "reparam: the scalar type must be trivially copyable and destructible "
-                "(float, double, or a plain dual-number struct)");
-
  public:
   Arena() = default;
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
   ~Arena() { release(); }
 
-  /// Uninitialized storage for `n` elements; 64-byte aligned when it spans a cache line or more
-  /// (small ones are packed, so that graphs of scalars stay dense in cache).
-  T* allocate(std::size_t n) {
-    // per_line is a compile-time constant: the rounding compiles to shifts, not a division.
-    std::size_t start = n * sizeof(T) >= arena_alignment ? (offset_ + per_line - 1) / per_line * per_line : offset_;
-    if (blocks_.empty() || start + n > blocks_[current_].capacity) {
-      next_block(n);
-      start = 0;
-    }
-    T* p = blocks_[current_].data + start;
-    used_ += start + n - offset_;
-    offset_ = start + n;
-    return p;
+  /// Uninitialized storage for n objects of type U (trivially destructible: nothing is ever
+  /// destroyed). Callers keep n * sizeof(U) far below SIZE_MAX (the tape checks sizes first).
+  template <class U>
+  U* allocate(std::size_t n) {
+    static_assert(std::is_trivially_destructible<U>::value, "reparam: arena objects are never destroyed");
+    const std::size_t bytes = n * sizeof(U);
+    const std::size_t align = bytes >= arena_alignment ? arena_alignment : alignof(U);
+    return static_cast<U*>(allocate_bytes(bytes, align));
   }
 
   /// Forget every allocation; keep (and if need be merge) the memory.
@@ -74,16 +64,16 @@ class Arena {
       std::size_t total = 0;
       for (const Block& b : blocks_) total += b.capacity;
       release();
-      blocks_.push_back(Block{aligned_alloc_array<T>(total), total});
+      blocks_.push_back(Block{static_cast<unsigned char*>(aligned_alloc_bytes(total)), total});
     }
     current_ = 0;
     offset_ = 0;
     used_ = 0;
   }
 
-  /// Elements handed out since the last reset (including alignment padding).
+  /// Bytes handed out since the last reset (including alignment padding).
   std::size_t used() const noexcept { return used_; }
-  /// Elements owned in all blocks.
+  /// Bytes owned in all blocks.
   std::size_t capacity() const noexcept {
     std::size_t total = 0;
     for (const Block& b : blocks_) total += b.capacity;
@@ -92,27 +82,38 @@ class Arena {
 
  private:
   struct Block {
-    T* data;
+    unsigned char* data;
     std::size_t capacity;
   };
 
-  static constexpr std::size_t per_line = arena_alignment / sizeof(T) > 0 ? arena_alignment / sizeof(T) : 1;
+  void* allocate_bytes(std::size_t bytes, std::size_t align) {
+    std::size_t start = (offset_ + align - 1) & ~(align - 1);
+    if (blocks_.empty() || start + bytes > blocks_[current_].capacity) {
+      next_block(bytes);
+      start = 0;
+    }
+    unsigned char* p = blocks_[current_].data + start;
+    used_ += start + bytes - offset_;
+    offset_ = start + bytes;
+    return p;
+  }
 
-  void next_block(std::size_t n) {
+  void next_block(std::size_t bytes) {
     const std::size_t next = blocks_.empty() ? 0 : current_ + 1;
-    if (next < blocks_.size() && blocks_[next].capacity >= n) {
+    if (next < blocks_.size() && blocks_[next].capacity >= bytes) {
       current_ = next;
     } else {
-      std::size_t cap = blocks_.empty() ? std::size_t(1) << 14 : 2 * blocks_.back().capacity;
-      if (cap < n) cap = n;
-      blocks_.insert(blocks_.begin() + static_cast<std::ptrdiff_t>(next), Block{aligned_alloc_array<T>(cap), cap});
+      std::size_t cap = blocks_.empty() ? std::size_t(1) << 17 : 2 * blocks_.back().capacity;
+      if (cap < bytes) cap = (bytes + arena_alignment - 1) & ~(arena_alignment - 1);
+      blocks_.insert(blocks_.begin() + static_cast<std::ptrdiff_t>(next),
+                     Block{static_cast<unsigned char*>(aligned_alloc_bytes(cap)), cap});
       current_ = next;
     }
     offset_ = 0;
   }
 
   void release() noexcept {
-    for (Block& b : blocks_) aligned_free_array(b.data, b.capacity);
+    for (Block& b : blocks_) aligned_free_bytes(b.data, b.capacity);
     blocks_.clear();
   }
 
@@ -129,13 +130,16 @@ class Workspace {
   Workspace() = default;
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
-  ~Workspace() { aligned_free_array(data_, size_); }
+  ~Workspace() {
+    if (data_) aligned_free_bytes(data_, size_ * sizeof(T));
+  }
 
   T* get(std::size_t n) {
     if (n > size_) {
-      aligned_free_array(data_, size_);
+      if (data_) aligned_free_bytes(data_, size_ * sizeof(T));
       data_ = nullptr;
-      data_ = aligned_alloc_array<T>(n);
+      size_ = 0;
+      data_ = static_cast<T*>(aligned_alloc_bytes(n * sizeof(T)));
       size_ = n;
     }
     return data_;

@@ -1,19 +1,47 @@
 #pragma once
-/// \file kl.hpp  `kl_divergence(p, q)` in closed form: Normal-Normal and Bernoulli-Bernoulli
-/// elementwise (broadcast shape), Categorical-Categorical per row (R x 1).
+/// \file kl.hpp  `kl_divergence(p, q)` in closed form: Normal-Normal, Laplace-Laplace and
+/// Bernoulli-Bernoulli elementwise (broadcast shape), Categorical-Categorical per row (R x 1).
+/// Shapes are checked first, so a mismatch names kl_divergence and both distributions' shapes.
 
-#include <reparam/distributions/continuous.hpp>
-#include <reparam/distributions/discrete.hpp>
+#include <string>
+
+#include <reparam/distributions/bernoulli.hpp>
+#include <reparam/distributions/categorical.hpp>
+#include <reparam/distributions/laplace.hpp>
+#include <reparam/distributions/normal.hpp>
 
 namespace reparam {
+namespace detail {
 
-/// KL(p || q) of two normals: log(sq / sp) + (sp^2 + (mp - mq)^2) / (2 sq^2) - 1/2, elementwise.
+template <class T, class P, class Q>
+void check_kl(const BasicVar<T>& pv, const BasicVar<T>& qv, const P& p, const Q& q, const char* what) {
+  check_pair(pv, qv, "kl_divergence");
+  Index r, c;
+  if (!broadcasts(p.rows(), p.cols(), q.rows(), q.cols(), r, c))
+    throw_shape("kl_divergence", std::string(what) + " batch shapes do not broadcast (" + shape_str(p.rows(), p.cols()) +
+                                     " and " + shape_str(q.rows(), q.cols()) + ")");
+}
+
+}  // namespace detail
+
+/// KL(p || q) of two normals, elementwise:
+/// log(sq / sp) + (sp^2 + (mp - mq)^2) / (2 sq^2) - 1/2, with log(sq / sp) as log sq - log sp,
+/// so that no ratio of scales overflows or underflows (finite for any valid scales).
 template <class T>
 BasicVar<T> kl_divergence(const Normal<T>& p, const Normal<T>& q) {
-  detail::check_pair(p.loc(), q.loc(), "kl_divergence");
-  const BasicVar<T> ratio = square(p.scale() / q.scale());
-  const BasicVar<T> t1 = square((p.loc() - q.loc()) / q.scale());
-  return T(0.5) * (ratio + t1 - T(1) - log(ratio));
+  detail::check_kl(p.loc(), q.loc(), p, q, "Normal");
+  const BasicVar<T> r = p.scale() / q.scale();
+  const BasicVar<T> t = (p.loc() - q.loc()) / q.scale();
+  return T(0.5) * (square(r) + square(t) - T(1)) + (log(q.scale()) - log(p.scale()));
+}
+
+/// KL(p || q) of two Laplace distributions, elementwise, with d = |mp - mq|:
+/// log(bq / bp) + d / bq + (bp / bq) e^(-d / bp) - 1.
+template <class T>
+BasicVar<T> kl_divergence(const Laplace<T>& p, const Laplace<T>& q) {
+  detail::check_kl(p.loc(), q.loc(), p, q, "Laplace");
+  const BasicVar<T> d = abs(p.loc() - q.loc());
+  return (log(q.scale()) - log(p.scale())) + d / q.scale() + p.scale() / q.scale() * exp(-d / p.scale()) - T(1);
 }
 
 /// KL(p || q) of two categoricals per row: sum_k p_k (log p_k - log q_k). Logits broadcast by
@@ -21,9 +49,9 @@ BasicVar<T> kl_divergence(const Normal<T>& p, const Normal<T>& q) {
 template <class T>
 BasicVar<T> kl_divergence(const Categorical<T>& p, const Categorical<T>& q) {
   detail::check_pair(p.logits(), q.logits(), "kl_divergence");
-  if (p.cols() != q.cols())
-    detail::throw_shape("kl_divergence", "categoricals must have the same number of categories (" +
-                                             std::to_string(p.cols()) + " and " + std::to_string(q.cols()) + ")");
+  if (p.cols() != q.cols() || (p.rows() != q.rows() && p.rows() != 1 && q.rows() != 1))
+    detail::throw_shape("kl_divergence", "Categorical logits do not fit (" + detail::shape_str(p.rows(), p.cols()) +
+                                             " and " + detail::shape_str(q.rows(), q.cols()) + ")");
   const BasicVar<T> lp = p.log_probs();
   return sum_rows(exp(lp) * (lp - q.log_probs()));
 }
@@ -32,7 +60,7 @@ BasicVar<T> kl_divergence(const Categorical<T>& p, const Categorical<T>& q) {
 /// s(a) (log s(a) - log s(b)) + s(-a) (log s(-a) - log s(-b)).
 template <class T>
 BasicVar<T> kl_divergence(const Bernoulli<T>& p, const Bernoulli<T>& q) {
-  detail::check_pair(p.logits(), q.logits(), "kl_divergence");
+  detail::check_kl(p.logits(), q.logits(), p, q, "Bernoulli");
   const BasicVar<T>& a = p.logits();
   const BasicVar<T>& b = q.logits();
   return sigmoid(a) * (log_sigmoid(a) - log_sigmoid(b)) + sigmoid(-a) * (log_sigmoid(-a) - log_sigmoid(-b));

@@ -2,6 +2,9 @@
 /// \file arithmetic.hpp  `+ - * /` and `pow` between Vars, scalars and Eigen matrices, with NumPy
 /// broadcasting of 1x1, 1xN and Mx1 operands (gradients are summed back to each operand's shape).
 
+#include <cmath>
+#include <string>
+
 #include <reparam/ops/engine.hpp>
 
 namespace reparam {
@@ -126,7 +129,26 @@ template <class T, class R> BasicVar<T>& operator/=(BasicVar<T>& a, const R& b) 
 
 /// a^p elementwise for a scalar exponent. Negative a with a non-integer p is a DomainError.
 template <class T> BasicVar<T> pow(const BasicVar<T>& a, detail::same_t<T> p);
-/// a^b elementwise with broadcasting; differentiable in both.
-template <class T> BasicVar<T> pow(const BasicVar<T>& a, const BasicVar<T>& b) { return detail::binary<detail::PowOp>(a, b); }
+/// a^b elementwise with broadcasting; differentiable in both. A negative base with a
+/// non-integer exponent is a DomainError (as for a scalar exponent).
+template <class T> BasicVar<T> pow(const BasicVar<T>& a, const BasicVar<T>& b) {
+  if constexpr (std::is_floating_point<T>::value) {
+    detail::check_pair(a, b, "pow");
+    if (validation_enabled()) {
+      const detail::CMap<T> x = a.value(), p = b.value();
+      Index R, C;
+      detail::broadcast_shape("pow", x.rows(), x.cols(), p.rows(), p.cols(), R, C);
+      for (Index i = 0; i < R; ++i)
+        for (Index j = 0; j < C; ++j) {
+          const T xv = x(x.rows() == 1 ? 0 : i, x.cols() == 1 ? 0 : j), pv = p(p.rows() == 1 ? 0 : i, p.cols() == 1 ? 0 : j);
+          if (xv < T(0) && !(std::floor(pv) == pv))
+            detail::throw_domain("pow", "base must be >= 0 for a non-integer exponent (got base " + detail::scalar_str(xv) +
+                                            " and exponent " + detail::scalar_str(pv) + " at row " + std::to_string(i) +
+                                            ", col " + std::to_string(j) + ")");
+        }
+    }
+  }
+  return detail::binary<detail::PowOp>(a, b);
+}
 
 }  // namespace reparam

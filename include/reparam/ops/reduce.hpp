@@ -3,7 +3,7 @@
 /// `softmax`, `log_softmax`, `logsumexp`.
 
 #include <reparam/detail/math.hpp>
-#include <reparam/ops/engine.hpp>
+#include <reparam/ops/arithmetic.hpp>
 
 namespace reparam {
 namespace detail {
@@ -23,163 +23,191 @@ typename Row::Scalar row_shift(const Row& r) {
   return is_inf(m) ? T(0) : m;
 }
 
-// sum: y = sum x; dx += g
 template <class T>
-void sum_backward(BasicTape<T>& t, const Node<T>& n) {
-  const auto& in = t.node(n.in[0]);
-  t.accumulate(n.in[0], RowArray<T>::Constant(in.rows, in.cols, n.grad[0]));
-}
-// mean: y = sum x / N; dx += g / N
-template <class T>
-void mean_backward(BasicTape<T>& t, const Node<T>& n) {
-  const auto& in = t.node(n.in[0]);
-  t.accumulate(n.in[0], RowArray<T>::Constant(in.rows, in.cols, n.grad[0] / T(in.rows * in.cols)));
-}
-// sum_rows (Mx1) and sum_cols (1xN): dx += g broadcast back along the summed dimension
-template <class T>
-void broadcast_back(BasicTape<T>& t, const Node<T>& n) {
-  const auto& in = t.node(n.in[0]);
-  accumulate_broadcast(t, n.in[0], t.grad_in(n), in.rows, in.cols);
-}
-
-// softmax, per row: y = e^(x - max) / sum; dx += y * (g - sum(g * y))
-template <class T>
-void softmax_backward(BasicTape<T>& t, const Node<T>& n) {
-  const CMap<T> g = t.grad_in(n);
-  const CMap<T> y(n.value, n.rows, n.cols);
-  bool assign;
-  MMap<T> gx = t.grad_target(n.in[0], true, assign);
-  for (Index i = 0; i < n.rows; ++i) {
-    const T dot = (g.row(i).array() * y.row(i).array()).sum();
-    if (assign)
-      gx.row(i).array() = y.row(i).array() * (g.row(i).array() - dot);
-    else
-      gx.row(i).array() += y.row(i).array() * (g.row(i).array() - dot);
-  }
-}
-// log_softmax, per row: y = x - logsumexp(x); dx += g - e^y * sum(g)
-template <class T>
-void log_softmax_backward(BasicTape<T>& t, const Node<T>& n) {
-  const CMap<T> g = t.grad_in(n);
-  const CMap<T> y(n.value, n.rows, n.cols);
-  bool assign;
-  MMap<T> gx = t.grad_target(n.in[0], true, assign);
-  for (Index i = 0; i < n.rows; ++i) {
-    const T s = g.row(i).sum();
-    if (assign)
-      gx.row(i).array() = g.row(i).array() - safe_exp(y.row(i).array()) * s;
-    else
-      gx.row(i).array() += g.row(i).array() - safe_exp(y.row(i).array()) * s;
-  }
-}
-// logsumexp, per row: y_i = log sum_j e^x_ij; dx_ij += g_i e^(x_ij - y_i)
-template <class T>
-void logsumexp_backward(BasicTape<T>& t, const Node<T>& n) {
-  const CMap<T> g = t.grad_in(n);
-  const CMap<T> y(n.value, n.rows, n.cols);
-  const CMap<T> x = t.value(n.in[0]);
-  bool assign;
-  MMap<T> gx = t.grad_target(n.in[0], true, assign);
-  for (Index i = 0; i < x.rows(); ++i) {
-    if (assign)
-      gx.row(i).array() = g(i, 0) * safe_exp(x.row(i).array() - y(i, 0));
-    else
-      gx.row(i).array() += g(i, 0) * safe_exp(x.row(i).array() - y(i, 0));
-  }
-}
-
-template <class T>
-BasicVar<T> reduction(const BasicVar<T>& a, const char* op, Index rows, Index cols, typename Node<T>::Backward bw) {
-  check_var(a, op);
-  BasicTape<T>& t = a.tape();
-  return t.push(rows, cols, bw, a.index(), a.index(), T(0), t.needs_grad(a.index()));
-}
-
-template <class T>
-void require_nonempty_rows(const BasicVar<T>& a, const char* op) {
-  check_var(a, op);
-  const auto& n = a.tape().node(a.index());
-  if (n.cols == 0) throw_shape(op, "rows must not be empty (got " + shape_str(n.rows, n.cols) + ")");
+void require_nonempty_rows(const Operation<T>& op) {
+  if (op.cols(0) == 0)
+    throw_shape(op.name(), "rows must not be empty (got " + shape_str(op.rows(0), op.cols(0)) + ")");
 }
 
 }  // namespace detail
 
 /// Sum of all elements (1x1).
-template <class T> BasicVar<T> sum(const BasicVar<T>& a) {
-  detail::check_var(a, "sum");
-  const detail::CMap<T> x = a.tape().value(a.index());
-  BasicVar<T> y = detail::reduction(a, "sum", 1, 1, &detail::sum_backward<T>);
-  a.tape().value_mut(y.index())(0, 0) = x.sum();
-  return y;
+template <class T>
+BasicVar<T> sum(const BasicVar<T>& a) {
+  Operation<T> op("sum", {a});
+  return op.record(
+      1, 1, [&](auto y) { y(0, 0) = op.input(0).sum(); },
+      // dx += g everywhere: one number, no pass over memory
+      [](Backward<T>& bw) { bw.add_constant(0, bw.grad_constant()); });
 }
+
 /// Mean of all elements (1x1); a must not be empty.
-template <class T> BasicVar<T> mean(const BasicVar<T>& a) {
-  detail::check_var(a, "mean");
-  const detail::CMap<T> x = a.tape().value(a.index());
-  if (x.size() == 0) detail::throw_shape("mean", "input must not be empty (got " + detail::shape_str(x.rows(), x.cols()) + ")");
-  BasicVar<T> y = detail::reduction(a, "mean", 1, 1, &detail::mean_backward<T>);
-  a.tape().value_mut(y.index())(0, 0) = x.sum() / T(x.size());
-  return y;
+template <class T>
+BasicVar<T> mean(const BasicVar<T>& a) {
+  Operation<T> op("mean", {a});
+  const Index n = op.rows(0) * op.cols(0);
+  if (n == 0) detail::throw_shape("mean", "input must not be empty (got " + detail::shape_str(op.rows(0), op.cols(0)) + ")");
+  return op.record(
+      1, 1, [&](auto y) { y(0, 0) = op.input(0).sum() / T(n); },
+      [n](Backward<T>& bw) { bw.add_constant(0, bw.grad_constant() / T(n)); });  // dx += g / N
 }
+
 /// Sum of each row (Mx1).
-template <class T> BasicVar<T> sum_rows(const BasicVar<T>& a) {
-  detail::check_var(a, "sum_rows");
-  const detail::CMap<T> x = a.tape().value(a.index());
-  BasicVar<T> y = detail::reduction(a, "sum_rows", x.rows(), 1, &detail::broadcast_back<T>);
-  a.tape().value_mut(y.index()).col(0) = x.rowwise().sum();
-  return y;
+template <class T>
+BasicVar<T> sum_rows(const BasicVar<T>& a) {
+  Operation<T> op("sum_rows", {a});
+  return op.record(
+      op.rows(0), 1, [&](auto y) { y.col(0) = op.input(0).rowwise().sum(); },
+      [](Backward<T>& bw) { detail::add_expanded_grad(bw, 0); });  // dx += g repeated along each row
 }
+
 /// Sum of each column (1xN).
-template <class T> BasicVar<T> sum_cols(const BasicVar<T>& a) {
-  detail::check_var(a, "sum_cols");
-  const detail::CMap<T> x = a.tape().value(a.index());
-  BasicVar<T> y = detail::reduction(a, "sum_cols", 1, x.cols(), &detail::broadcast_back<T>);
-  detail::MMap<T> out = a.tape().value_mut(y.index());
-  out.setZero();
-  for (Index i = 0; i < x.rows(); ++i) out += x.row(i);  // contiguous rows: vectorizes
-  return y;
+template <class T>
+BasicVar<T> sum_cols(const BasicVar<T>& a) {
+  Operation<T> op("sum_cols", {a});
+  return op.record(
+      1, op.cols(0),
+      [&](auto y) {
+        const detail::CMap<T> x = op.input(0);
+        y.setZero();
+        for (Index i = 0; i < x.rows(); ++i) y += x.row(i);  // contiguous rows: vectorizes
+      },
+      [](Backward<T>& bw) { detail::add_expanded_grad(bw, 0); });  // dx += g repeated down each column
 }
 
 /// Softmax over the columns of each row.
-template <class T> BasicVar<T> softmax(const BasicVar<T>& a) {
-  detail::require_nonempty_rows(a, "softmax");
-  const detail::CMap<T> x = a.tape().value(a.index());
-  BasicVar<T> y = detail::reduction(a, "softmax", x.rows(), x.cols(), &detail::softmax_backward<T>);
-  detail::MMap<T> out = a.tape().value_mut(y.index());
-  for (Index i = 0; i < x.rows(); ++i) {
-    const T m = detail::row_shift(x.row(i));
-    out.row(i).array() = detail::safe_exp(x.row(i).array() - m);
-    out.row(i) /= out.row(i).sum();
-  }
-  return y;
+template <class T>
+BasicVar<T> softmax(const BasicVar<T>& a) {
+  Operation<T> op("softmax", {a});
+  detail::require_nonempty_rows(op);
+  return op.record(
+      op.rows(0), op.cols(0),
+      [&](auto y) {
+        const detail::CMap<T> x = op.input(0);
+        for (Index i = 0; i < x.rows(); ++i) {
+          const T m = detail::row_shift(x.row(i));
+          y.row(i).array() = detail::safe_exp(x.row(i).array() - m);
+          y.row(i) /= y.row(i).sum();
+        }
+      },
+      // per row: dx += y * (g - <g, y>)
+      [](Backward<T>& bw) {
+        const detail::CMap<T> g = bw.grad(), y = bw.value();
+        bool assign;
+        detail::MMap<T> gx = bw.target(0, true, assign);
+        for (Index i = 0; i < y.rows(); ++i) {
+          const T dot = (g.row(i).array() * y.row(i).array()).sum();
+          if (assign)
+            gx.row(i).array() = y.row(i).array() * (g.row(i).array() - dot);
+          else
+            gx.row(i).array() += y.row(i).array() * (g.row(i).array() - dot);
+        }
+      });
 }
+
 /// log(softmax(a)) per row, computed as a - logsumexp(a): finite wherever a is.
-template <class T> BasicVar<T> log_softmax(const BasicVar<T>& a) {
-  detail::require_nonempty_rows(a, "log_softmax");
-  const detail::CMap<T> x = a.tape().value(a.index());
-  BasicVar<T> y = detail::reduction(a, "log_softmax", x.rows(), x.cols(), &detail::log_softmax_backward<T>);
-  detail::MMap<T> out = a.tape().value_mut(y.index());
-  for (Index i = 0; i < x.rows(); ++i) {
-    using std::log;
-    const T m = detail::row_shift(x.row(i));
-    out.row(i).array() = x.row(i).array() - m;
-    const T lse = log(detail::safe_exp(out.row(i).array()).sum());
-    out.row(i).array() -= lse;
-  }
-  return y;
+template <class T>
+BasicVar<T> log_softmax(const BasicVar<T>& a) {
+  Operation<T> op("log_softmax", {a});
+  detail::require_nonempty_rows(op);
+  return op.record(
+      op.rows(0), op.cols(0),
+      [&](auto y) {
+        using std::log;
+        const detail::CMap<T> x = op.input(0);
+        for (Index i = 0; i < x.rows(); ++i) {
+          const T m = detail::row_shift(x.row(i));
+          y.row(i).array() = x.row(i).array() - m;
+          const T lse = log(detail::safe_exp(y.row(i).array()).sum());
+          y.row(i).array() -= lse;
+        }
+      },
+      // per row: dx += g - e^y * sum(g)
+      [](Backward<T>& bw) {
+        const detail::CMap<T> g = bw.grad(), y = bw.value();
+        bool assign;
+        detail::MMap<T> gx = bw.target(0, true, assign);
+        for (Index i = 0; i < y.rows(); ++i) {
+          const T s = g.row(i).sum();
+          if (assign)
+            gx.row(i).array() = g.row(i).array() - detail::safe_exp(y.row(i).array()) * s;
+          else
+            gx.row(i).array() += g.row(i).array() - detail::safe_exp(y.row(i).array()) * s;
+        }
+      });
 }
+
 /// log(sum(exp(a))) of each row (Mx1), shifted by the row max so it never overflows.
-template <class T> BasicVar<T> logsumexp(const BasicVar<T>& a) {
-  detail::require_nonempty_rows(a, "logsumexp");
-  const detail::CMap<T> x = a.tape().value(a.index());
-  BasicVar<T> y = detail::reduction(a, "logsumexp", x.rows(), 1, &detail::logsumexp_backward<T>);
-  detail::MMap<T> out = a.tape().value_mut(y.index());
-  for (Index i = 0; i < x.rows(); ++i) {
-    using std::log;
-    const T m = detail::row_shift(x.row(i));
-    out(i, 0) = m + log(detail::safe_exp(x.row(i).array() - m).sum());
-  }
-  return y;
+template <class T>
+BasicVar<T> logsumexp(const BasicVar<T>& a) {
+  Operation<T> op("logsumexp", {a});
+  detail::require_nonempty_rows(op);
+  return op.record(
+      op.rows(0), 1,
+      [&](auto y) {
+        using std::log;
+        const detail::CMap<T> x = op.input(0);
+        for (Index i = 0; i < x.rows(); ++i) {
+          const T m = detail::row_shift(x.row(i));
+          y(i, 0) = m + log(detail::safe_exp(x.row(i).array() - m).sum());
+        }
+      },
+      // dx_ij += g_i e^(x_ij - y_i)
+      [](Backward<T>& bw) {
+        const detail::CMap<T> g = bw.grad(), y = bw.value(), x = bw.input(0);
+        bool assign;
+        detail::MMap<T> gx = bw.target(0, true, assign);
+        for (Index i = 0; i < x.rows(); ++i) {
+          if (assign)
+            gx.row(i).array() = g(i, 0) * detail::safe_exp(x.row(i).array() - y(i, 0));
+          else
+            gx.row(i).array() += g(i, 0) * detail::safe_exp(x.row(i).array() - y(i, 0));
+        }
+      });
+}
+
+}  // namespace reparam
+
+namespace reparam {
+
+/// Differentiable stand-in for argmax: sum_k k softmax(a)_k per row (R x 1).
+template <class T>
+BasicVar<T> soft_argmax(const BasicVar<T>& a) {
+  Operation<T> op("soft_argmax", {a});
+  detail::require_nonempty_rows(op);
+  const Index R = op.rows(0), K = op.cols(0);
+  T* p = op.state(static_cast<std::size_t>(R * K));  // the softmax, kept for the backward rule
+  return op.record(
+      R, 1,
+      [&](auto y) {
+        const detail::CMap<T> x = op.input(0);
+        detail::MMap<T> P(p, R, K);
+        for (Index i = 0; i < R; ++i) {
+          const T m = detail::row_shift(x.row(i));
+          P.row(i).array() = detail::safe_exp(x.row(i).array() - m);
+          P.row(i) /= P.row(i).sum();
+          T s = T(0);
+          for (Index k = 0; k < K; ++k) s += T(k) * P(i, k);
+          y(i, 0) = s;
+        }
+      },
+      // dx_ik += g_i p_ik (k - y_i)
+      [p](Backward<T>& bw) {
+        const detail::CMap<T> g = bw.grad(), y = bw.value();
+        detail::MMap<T> gx = bw.grad_buffer(0);
+        const Index K = gx.cols();
+        for (Index i = 0; i < gx.rows(); ++i)
+          for (Index k = 0; k < K; ++k) gx(i, k) += g(i, 0) * p[i * K + k] * (T(k) - y(i, 0));
+      });
+}
+
+/// soft_argmax(a / temperature): sharper as the temperature falls (temperature > 0 and finite).
+template <class T>
+BasicVar<T> soft_argmax(const BasicVar<T>& a, detail::same_t<T> temperature) {
+  if constexpr (std::is_floating_point<T>::value)
+    if (!(temperature > T(0)) || detail::is_inf(temperature))
+      detail::throw_domain("soft_argmax", "temperature must be > 0 and finite (got " + detail::scalar_str(temperature) + ")");
+  return soft_argmax(a / temperature);
 }
 
 }  // namespace reparam

@@ -1,7 +1,7 @@
 #pragma once
 /// \file unary.hpp  Elementwise functions: exp log log1p expm1 sqrt square pow abs tanh sigmoid
-/// log_sigmoid relu softplus. Each struct holds the forward map and, right under it, the backward
-/// rule `dx += g * dy/dx` written with x, y = f(x) and the incoming gradient g.
+/// log_sigmoid relu softplus clamp. Each struct holds the forward map and, right under it, the
+/// backward rule `dx += g * dy/dx` written with x, y = f(x) and the incoming gradient g.
 
 #include <cmath>
 
@@ -18,7 +18,7 @@ struct ExpOp {
 };
 struct LogOp {
   static constexpr const char* name = "log";
-  template <class X, class C> static auto forward(const X& x, const C&) { return x.log(); }
+  template <class X, class C> static auto forward(const X& x, const C&) { return safe_log(x); }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) { return g / x; }  // 1/x
 };
 struct Log1pOp {
@@ -32,14 +32,13 @@ struct Log1pOp {
 struct Expm1Op {
   static constexpr const char* name = "expm1";
   template <class X, class C> static auto forward(const X& x, const C&) { return x.expm1(); }
-  template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) {
-    using T = typename G::Scalar;
-    return g * (y + T(1));  // e^x = y + 1
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
+    return g * safe_exp(x);  // e^x (not y + 1, which overflows one step early and loses the tail)
   }
 };
 struct SqrtOp {
   static constexpr const char* name = "sqrt";
-  template <class X, class C> static auto forward(const X& x, const C&) { return x.sqrt(); }
+  template <class X, class C> static auto forward(const X& x, const C&) { return exact_sqrt(x); }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) {
     using T = typename G::Scalar;
     return g * T(0.5) / y;  // 1/(2 sqrt x)
@@ -75,7 +74,7 @@ struct AbsOp {
 };
 struct TanhOp {
   static constexpr const char* name = "tanh";
-  template <class X, class C> static auto forward(const X& x, const C&) { return x.tanh(); }
+  template <class X, class C> static auto forward(const X& x, const C&) { return fast_tanh(x); }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) {
     using T = typename G::Scalar;
     return g * (T(1) - y.square());  // 1 - tanh^2
@@ -83,7 +82,7 @@ struct TanhOp {
 };
 struct SigmoidOp {
   static constexpr const char* name = "sigmoid";
-  // 1 / (1 + e^-x): e^-x = inf gives exactly 0, so any finite x is safe
+  // 1 / (1 + e^-x): e^-x = inf gives exactly 0, so any x is safe
   template <class X, class C> static auto forward(const X& x, const C&) {
     using T = typename X::Scalar;
     return (T(1) + safe_exp(-x)).inverse();
@@ -131,20 +130,19 @@ struct SoftplusOp {
 
 /// DomainError unless every element of a satisfies `ok` (when validation is on, for float/double).
 template <class T, class Pred>
-void check_domain(const BasicVar<T>& a, const char* op, const char* what, Pred ok) {
+void check_domain(const BasicVar<T>& a, OpName op, const char* what, Pred ok) {
+  check_var(a, op);
   if constexpr (std::is_floating_point<T>::value) {
     if (!validation_enabled()) return;
-    check_var(a, op);
-    const CMap<T> x = a.tape().value(a.index());
-    check_elements(op, what, x, ok);
+    check_elements(op, what, a.value(), ok);
   }
 }
 
 }  // namespace detail
 
-/// e^a elementwise.
+/// e^a elementwise (exact zeros on underflow, inf on overflow).
 template <class T> BasicVar<T> exp(const BasicVar<T>& a) { return detail::unary<detail::ExpOp>(a); }
-/// Natural log elementwise; a must be >= 0 (log 0 = -inf).
+/// Natural log elementwise; a must be >= 0 (log 0 = -inf). Subnormal arguments are exact.
 template <class T> BasicVar<T> log(const BasicVar<T>& a) {
   detail::check_domain(a, "log", "argument must be >= 0", [](T v) { return v >= T(0); });
   return detail::unary<detail::LogOp>(a);
@@ -156,13 +154,14 @@ template <class T> BasicVar<T> log1p(const BasicVar<T>& a) {
 }
 /// e^a - 1, accurate for small a.
 template <class T> BasicVar<T> expm1(const BasicVar<T>& a) { return detail::unary<detail::Expm1Op>(a); }
-/// Square root elementwise; a must be >= 0.
+/// Square root elementwise (correctly rounded); a must be >= 0.
 template <class T> BasicVar<T> sqrt(const BasicVar<T>& a) {
   detail::check_domain(a, "sqrt", "argument must be >= 0", [](T v) { return v >= T(0); });
   return detail::unary<detail::SqrtOp>(a);
 }
 /// a^2 elementwise.
 template <class T> BasicVar<T> square(const BasicVar<T>& a) { return detail::unary<detail::SquareOp>(a); }
+/// a^p elementwise for a scalar exponent. Negative a with a non-integer p is a DomainError.
 template <class T> BasicVar<T> pow(const BasicVar<T>& a, detail::same_t<T> p) {
   if constexpr (std::is_floating_point<T>::value) {
     if (!(std::floor(p) == p))
@@ -175,7 +174,7 @@ template <class T> BasicVar<T> pow(const BasicVar<T>& a, detail::same_t<T> p) {
 template <class T> BasicVar<T> abs(const BasicVar<T>& a) { return detail::unary<detail::AbsOp>(a); }
 /// tanh elementwise.
 template <class T> BasicVar<T> tanh(const BasicVar<T>& a) { return detail::unary<detail::TanhOp>(a); }
-/// 1 / (1 + e^-a) elementwise; finite for every finite a.
+/// 1 / (1 + e^-a) elementwise; finite for every a.
 template <class T> BasicVar<T> sigmoid(const BasicVar<T>& a) { return detail::unary<detail::SigmoidOp>(a); }
 /// log(sigmoid(a)), stable for any a.
 template <class T> BasicVar<T> log_sigmoid(const BasicVar<T>& a) { return detail::unary<detail::LogSigmoidOp>(a); }
@@ -183,5 +182,22 @@ template <class T> BasicVar<T> log_sigmoid(const BasicVar<T>& a) { return detail
 template <class T> BasicVar<T> relu(const BasicVar<T>& a) { return detail::unary<detail::ReluOp>(a); }
 /// log(1 + e^a), stable and exact for any a.
 template <class T> BasicVar<T> softplus(const BasicVar<T>& a) { return detail::unary<detail::SoftplusOp>(a); }
+
+/// min(max(a, lo), hi) elementwise; the gradient passes where lo <= a <= hi (as in PyTorch) and is
+/// 0 outside. lo <= hi, neither NaN (DomainError otherwise).
+template <class T>
+BasicVar<T> clamp(const BasicVar<T>& a, detail::same_t<T> lo, detail::same_t<T> hi) {
+  if (!(lo <= hi))
+    detail::throw_domain("clamp", "bounds must satisfy lo <= hi (got lo " + detail::scalar_str(lo) + ", hi " +
+                                      detail::scalar_str(hi) + ")");
+  Operation<T> op("clamp", {a});
+  const detail::CMap<T> x = op.input(0);
+  return op.record(
+      x.rows(), x.cols(), [&](auto y) { y.array() = x.array().max(lo).min(hi); },
+      [lo, hi](Backward<T>& bw) {
+        const detail::CMap<T> x = bw.input(0);
+        bw.with_grad([&](const auto& g) { bw.add(0, (x.array() >= lo && x.array() <= hi).select(g, T(0))); });
+      });
+}
 
 }  // namespace reparam

@@ -1,0 +1,188 @@
+#pragma once
+/// \file categorical.hpp  `Categorical` (alias `OneHotCategorical`): one categorical per row of
+/// logits; samples and values are one-hot rows. Not reparameterizable: use `score_function`, or
+/// the relaxations (`Concrete`).
+
+#include <cmath>
+#include <vector>
+
+#include <reparam/detail/distribution.hpp>
+
+namespace reparam {
+namespace detail {
+
+// Per row, from lp = log_softmax(logits): p = e^lp and q = 1 - p = -expm1(lp) (exact when p ~ 1).
+//   variance v = p q:        dl_j = g_j (q_j - p_j) p_j - p_j sum_k g_k (q_k - p_k) p_k
+//   stddev   s = sqrt(p q):  ds_k/dl_j = (q_k - p_k) / 2 sqrt(p_k / q_k) (delta_kj - p_j), written as
+//            dl_j = g_j (q_j - p_j) s_j / 2 - p_j (B - g_j (q_j - p_j) r_j / 2), r = sqrt(p / q) (0
+//            where q = 0), B = sum_k g_k (q_k - p_k) r_k / 2: finite even where p is exactly 0 or 1.
+template <class T>
+BasicVar<T> categorical_moment(const BasicVar<T>& logits, bool stddev) {
+  Operation<T> op(stddev ? "Categorical.stddev" : "Categorical.variance", {logits});
+  const Index R = op.rows(0), K = op.cols(0);
+  T* lp = op.state(static_cast<std::size_t>(R * K));
+  return op.record(
+      R, K,
+      [&](MMap<T> y) {
+        using std::expm1;
+        using std::log;
+        using std::sqrt;
+        const CMap<T> l = op.input(0);
+        MMap<T> L(lp, R, K);
+        for (Index i = 0; i < R; ++i) {
+          const T m = row_shift(l.row(i));
+          L.row(i).array() = l.row(i).array() - m;
+          L.row(i).array() -= log(safe_exp(L.row(i).array()).sum());
+        }
+        for (Index j = 0; j < R * K; ++j) {
+          const T v = safe_exp(Eigen::Array<T, 1, 1>(lp[j]))(0) * -expm1(lp[j]);
+          y.data()[j] = stddev ? sqrt(v) : v;
+        }
+      },
+      [lp, stddev](Backward<T>& bw) {
+        using std::expm1;
+        using std::sqrt;
+        const Index R = bw.rows(), K = bw.cols();
+        const CMap<T> g = bw.grad();
+        MMap<T> gl = bw.grad_buffer(0);
+        for (Index i = 0; i < R; ++i) {
+          T b = T(0);
+          for (Index k = 0; k < K; ++k) {
+            const T l = lp[i * K + k], p = safe_exp(Eigen::Array<T, 1, 1>(l))(0), q = -expm1(l);
+            b += stddev ? g(i, k) * (q - p) * (q > T(0) ? sqrt(p / q) : T(0)) / T(2) : g(i, k) * (q - p) * p;
+          }
+          for (Index j = 0; j < K; ++j) {
+            const T l = lp[i * K + j], p = safe_exp(Eigen::Array<T, 1, 1>(l))(0), q = -expm1(l);
+            if (stddev) {
+              const T s = sqrt(p * q), r = q > T(0) ? sqrt(p / q) : T(0);
+              gl(i, j) += g(i, j) * (q - p) * s / T(2) - p * (b - g(i, j) * (q - p) * r / T(2));
+            } else {
+              gl(i, j) += g(i, j) * (q - p) * p - p * b;
+            }
+          }
+        }
+      });
+}
+
+}  // namespace detail
+
+/// Categorical over the K columns of each row of `logits` (R x K). Samples and values are
+/// one-hot rows.
+template <class T>
+class Categorical : public ValueOverloads<Categorical<T>, T> {
+  using Base = ValueOverloads<Categorical<T>, T>;
+  friend class ValueOverloads<Categorical<T>, T>;
+
+ public:
+  using Base::log_prob;
+  using Scalar = T;
+  using Var = BasicVar<T>;
+  static constexpr const char* name = "Categorical";
+
+  explicit Categorical(const Var& logits) : logits_(logits) {
+    detail::check_finite_param(name, "logits", logits);
+    R_ = logits.rows();
+    K_ = logits.cols();
+    if (K_ == 0) detail::throw_shape(name, "logits must have at least one column (got " + detail::shape_str(R_, 0) + ")");
+  }
+
+  const Var& logits() const noexcept { return logits_; }
+  Index rows() const noexcept { return R_; }
+  Index cols() const noexcept { return K_; }
+  Var probs() const { return softmax(logits_); }
+  /// Normalized log-probabilities, log_softmax(logits).
+  Var log_probs() const { return log_softmax(logits_); }
+
+  /// The sampled category of each row (inverse cdf with one uniform per row); `out` is resized to
+  /// R (no allocation once it has the capacity).
+  template <class G>
+  void sample_indices(G& g, std::vector<Index>& out) const {
+    using std::exp;
+    const detail::CMap<T> l = logits_.value();
+    out.resize(static_cast<std::size_t>(R_));
+    for (Index i = 0; i < R_; ++i) {
+      const T m = l.row(i).maxCoeff();
+      T total = T(0);
+      for (Index k = 0; k < K_; ++k) total += exp(l(i, k) - m);
+      const T u = uniform<T>(g) * total;
+      Index k = 0;
+      T c = exp(l(i, 0) - m);
+      while (k + 1 < K_ && !(u < c)) c += exp(l(i, ++k) - m);
+      while (k > 0 && exp(l(i, k) - m) == T(0)) --k;  // never return a zero-probability category
+      out[static_cast<std::size_t>(i)] = k;
+    }
+  }
+  template <class G>
+  std::vector<Index> sample_indices(G& g) const {
+    std::vector<Index> out;
+    sample_indices(g, out);
+    return out;
+  }
+  /// One-hot rows (R x K) of `sample_indices` (a new matrix).
+  template <class G>
+  Matrix<T> sample(G& g) const {
+    Matrix<T> x(R_, K_);
+    sample(g, x);
+    return x;
+  }
+  /// The same into `out`, resized to R x K (no allocation when it has that shape).
+  template <class G>
+  void sample(G& g, Matrix<T>& out) const {
+    using std::exp;
+    out.setZero(R_, K_);
+    const detail::CMap<T> l = logits_.value();
+    for (Index i = 0; i < R_; ++i) {  // the same draws as sample_indices, without the vector
+      const T m = l.row(i).maxCoeff();
+      T total = T(0);
+      for (Index k = 0; k < K_; ++k) total += exp(l(i, k) - m);
+      const T u = uniform<T>(g) * total;
+      Index k = 0;
+      T c = exp(l(i, 0) - m);
+      while (k + 1 < K_ && !(u < c)) c += exp(l(i, ++k) - m);
+      while (k > 0 && exp(l(i, k) - m) == T(0)) --k;
+      out(i, k) = T(1);
+    }
+  }
+
+  /// log p(x) per row (R x 1) for one-hot rows x; linear in x, so differentiable in it too.
+  Var log_prob(const Var& x) const {
+    const detail::OpName op{name, "log_prob"};
+    detail::check_pair(logits_, x, op);
+    if (x.cols() != K_ || (x.rows() != R_ && R_ != 1 && x.rows() != 1))
+      detail::throw_shape(op, "value does not fit the logits (" + detail::shape_str(x.rows(), x.cols()) + " and " +
+                                  detail::shape_str(R_, K_) + ")");
+    if constexpr (std::is_floating_point<T>::value) {
+      if (validation_enabled()) {
+        const auto v = x.value();
+        detail::check_elements(op, "value must be one-hot rows: elements 0 or 1", v,
+                               [](T a) { return a == T(0) || a == T(1); });
+        for (Index i = 0; i < v.rows(); ++i)
+          if (v.row(i).sum() != T(1))
+            detail::throw_domain(op, "value must be one-hot rows: exactly one 1 per row (got " +
+                                         detail::scalar_str(v.row(i).sum()) + " ones at row " + std::to_string(i) + ")");
+      }
+    }
+    return sum_rows(x * log_softmax(logits_));
+  }
+  /// -sum p log p per row (R x 1).
+  Var entropy() const { return -sum_rows(softmax(logits_) * log_softmax(logits_)); }
+  /// The mean of the one-hot vector: the probabilities.
+  Var mean() const { return probs(); }
+  /// p (1 - p) per element (the one-hot vector's coordinates); finite gradients at any logits.
+  Var variance() const { return detail::categorical_moment(logits_, false); }
+  /// sqrt(p (1 - p)) per element; finite gradients at any logits (0 where p is exactly 0 or 1).
+  Var stddev() const { return detail::categorical_moment(logits_, true); }
+
+ private:
+  const Var& anchor() const { return logits_; }
+  Var logits_;
+  Index R_ = 0, K_ = 0;
+};
+template <class T>
+Categorical(const BasicVar<T>&) -> Categorical<T>;
+
+/// PyTorch's name for a Categorical with one-hot samples.
+template <class T>
+using OneHotCategorical = Categorical<T>;
+
+}  // namespace reparam

@@ -1,0 +1,78 @@
+#pragma once
+/// \file jump_table.hpp  x^(2^(128+i)) mod P for xoshiro256, i = 0..63 (P its characteristic
+/// polynomial). Made by tests/reference/make_jump_table.py; do not edit.
+
+#include <cstdint>
+
+namespace reparam {
+namespace detail {
+
+inline constexpr std::uint64_t jump_table[64][4] = {
+    {0x180ec6d33cfd0abaull, 0xd5a61266f0c9392cull, 0xa9582618e03fc9aaull, 0x39abdc4529b1661cull},
+    {0x8cfe9bd9ab71d992ull, 0xccfc8ca2814de79eull, 0xa5a28cccb37dba5bull, 0xa23e49ee6f1a7a8dull},
+    {0x1b2a94a672a48c05ull, 0x5e38f4fbb6fcda72ull, 0xca8a45310219dc67ull, 0xd4e9921bccb8090bull},
+    {0xf30974a2b1dbbb71ull, 0x34cd4cc8228d74acull, 0xfa0587a90f717438ull, 0xee658f69deb5df26ull},
+    {0xb42bd4670583b289ull, 0xd2c0d8e0c8a2fb9bull, 0x2573e3218d8bb7daull, 0xd7aaaf48aa459c58ull},
+    {0xf6a5ab84efb67883ull, 0xcc7efdcfed1ac303ull, 0xd82be75b83dbc2d0ull, 0x8fd437c01abeab24ull},
+    {0xc85ee5171484f5a4ull, 0xedc8b8d02a22310bull, 0xb0b87a330b854c8aull, 0x7d16742eceb4d5abull},
+    {0x4298ba0e862a6007ull, 0x4157dc48443e3565ull, 0x13c97c0891cab48aull, 0x6533981804b420eaull},
+    {0xee5f5a6f02dfe47cull, 0xedc28c89cb341660ull, 0x613b2ed9f0acc107ull, 0xa1ee335d14807ae0ull},
+    {0x5ec3050c6b43565aull, 0x4b26f71c1fb1b47bull, 0x0531513e8e0ac706ull, 0x799d469b2145a8a3ull},
+    {0x34f0a6799020283eull, 0x7123f2290a1f413bull, 0xb6acd7be4906b73dull, 0x6007bb31ec5a2964ull},
+    {0xaa0711c54877febdull, 0x54fe6df4cff0db73ull, 0x7e42d6f544840499ull, 0xec907801890a47abull},
+    {0x03833e601d82a673ull, 0x3ec263f5c999196eull, 0xd8c4367e574ab160ull, 0x964e9d188c16508eull},
+    {0xd64f3f2aaf8f2171ull, 0xf524fd4408357a5cull, 0x15ac212f3b861b5aull, 0x24d9ba21277dd8d8ull},
+    {0xfe9b778d7d1ca2deull, 0xbbe0e2c0c44b2e1cull, 0x17a7af3e97d8c402ull, 0xf89354cfe1e6b5fbull},
+    {0x695cf225704e767dull, 0xf4873d277cd1ab72ull, 0xaad8c318bc459cceull, 0xb89526857566cd94ull},
+    {0x3dcd32f39276a95full, 0xc51212c8b1aa2787ull, 0x962c90a866ea6719ull, 0xb81875d0f4f6f253ull},
+    {0xb43cf8e4eaf8e068ull, 0x1c554e97b2277f47ull, 0xa5a140826c351d07ull, 0x11495a1b200d4eb8ull},
+    {0x417b73b324735d32ull, 0xff957b6f55288048ull, 0x05af69bf1fb82891ull, 0x3e53bfa0db28e110ull},
+    {0xb6c7a6004612889cull, 0xfdb3f4ea18f0a56bull, 0xd3da65e82bdd39e2ull, 0x48f6214560239b46ull},
+    {0xf1267ba0ec3c645eull, 0xd9dc0929a54fea75ull, 0xec60b640d685171dull, 0xde364ef64a484f59ull},
+    {0x2761cbab38e0f580ull, 0xd7f1c5ade3de404aull, 0xcb6286958a9af01aull, 0x2b29c7d3ef18d3b3ull},
+    {0x5a5ce93f67a3cdd6ull, 0x547db3576511edc2ull, 0x99455c744595c01full, 0x6a3b6a431109e3d1ull},
+    {0xafd80c1c832a739eull, 0x0d9d73da9f40f374ull, 0xed1d0a619aa60748ull, 0x00d2333b0c03f620ull},
+    {0x11428ceb13f2cc2cull, 0xef46e42368baead3ull, 0x2a47bd3fc39081daull, 0x3f03458e0273439bull},
+    {0x47558e815c898e8bull, 0x9f8160e9d0124398ull, 0x0fdcfd4ab0f5afeeull, 0xade2626c292a2a9full},
+    {0xe848ff06d72a9252ull, 0xf8be2d3d6ce206b0ull, 0xd84fc5f798c1a55eull, 0xc35abe5cebab1ba4ull},
+    {0xb0dd0edb19af078cull, 0xee1d857a675ca074ull, 0x60ef7116e6f3c1e0ull, 0x7c25b2c3282fb730ull},
+    {0xb51a19064886308aull, 0x6b590805d407e77eull, 0x57059d3707ee283aull, 0x6298f48fa13cc12full},
+    {0x4f1102acb29c3230ull, 0xcf69cee6182fa164ull, 0x1780be415c86b5d5ull, 0xab5d0760d1fe77dcull},
+    {0xc639b7c24b26ef11ull, 0xa57d650a8007d505ull, 0xd81275131f4f91f8ull, 0x10000e5f7bf7a58bull},
+    {0x295b23eaa04478edull, 0xf1d3279f36823213ull, 0x743eedc2ede6d478ull, 0x09d89163f581d1e0ull},
+    {0xc04b4f9c5d26c200ull, 0x69e6e6e431a2d40bull, 0x4823b45b89dc689cull, 0xf567382197055bf0ull},
+    {0x09f16c9da06c8a66ull, 0xf32c270b20ce5f38ull, 0xbe61763d20685d37ull, 0xda01b157a2b021e9ull},
+    {0xc6d70a8c6aec7778ull, 0xaccd356978aafc8eull, 0xa1fbf40a9936c15dull, 0x9d7c0c2cf565896cull},
+    {0x90c526d9d0b6773full, 0x327a229ce1248578ull, 0xfbdcc8828b2c1889ull, 0x592056e6bbf026f6ull},
+    {0xa14aaaccc2890705ull, 0xe63e390ab5f8a1a5ull, 0x0fbd392d992b9686ull, 0x746ea463d01f96a4ull},
+    {0xd8cd74de1850f135ull, 0x441424d88baa1859ull, 0xb4bb676b08602d23ull, 0x4d1dc582c66946beull},
+    {0x2adbc6211da0644cull, 0x994b90f8d7149b3dull, 0x4b145a211d1fdfdfull, 0x621c1b93e8fa1183ull},
+    {0x2fd0c3d604d53cdfull, 0x340889c14a3c5736ull, 0x7bd5128045929790ull, 0xfaf3fe8684e4e611ull},
+    {0x01e53e1bc659d517ull, 0x5f15699d4848bfccull, 0x6d8bf975dcc01074ull, 0x4a55ccb047f7ed1full},
+    {0x71ce8d56b9692c38ull, 0x629372507db35e61ull, 0xefcb70ac050d5190ull, 0x929a14fdb0efb0b5ull},
+    {0x27d627035f8c74a5ull, 0xe890fcbab799d186ull, 0xde5841dcae8e37bbull, 0xcf9e9a1026630265ull},
+    {0xb405010a26f11c18ull, 0xfd3a5a8b24565256ull, 0x9d53ec478a607c58ull, 0xbfbcf2e3dee7abfaull},
+    {0xb072a316838de4eeull, 0x8f148500f69fe8f8ull, 0xbc2ad4d4d5a4ecb8ull, 0x20d9430de74248c9ull},
+    {0x732bd9e5c94b916aull, 0xa0851e63a9ec247cull, 0x63eb42892a0f4361ull, 0x6db40995b68e4c68ull},
+    {0xe87d88258b7992ceull, 0xb38ada6d1a5427baull, 0x29f4387fbb3eebe2ull, 0x08543e7ab4077f43ull},
+    {0x6735bb34738c34f7ull, 0x0a1db90231a55a32ull, 0x7f05b87543072eb8ull, 0x2281c456455c4a6dull},
+    {0x053ff7e4e8581163ull, 0x0b4df9e68366344aull, 0x259022fe05f4023eull, 0x2432aaa71d816e63ull},
+    {0xfc89e47923390d01ull, 0x81690de70406c5b2ull, 0xdcdf361320fa2c0bull, 0x065e8192b0d9e2abull},
+    {0x54ae81c77079738dull, 0xe3da1faabf2f681dull, 0xfac68c11fe1e596cull, 0x6f46880c9915650eull},
+    {0x9350f3f8897dc5ccull, 0x3ac1fea4d54d0710ull, 0x70f4ef60d5dd3890ull, 0x8de6f3aa90cec548ull},
+    {0xe7b23f10622b3386ull, 0xc22f28a3d0afc80bull, 0xcb5512bde4e7bf59ull, 0xf930e902851defa3ull},
+    {0xcaefa30f55ce5c0full, 0x7bf0fe15bdc9337full, 0x7a55e55bbd72fb81ull, 0xb05640b794289f31ull},
+    {0x30121e7a60194d6aull, 0xb8b27bb7572d2871ull, 0x61d6cf653e616a08ull, 0x0fa65f166fbb0db4ull},
+    {0x646fe4bfa600d564ull, 0x3444a78d93dffc9aull, 0x1c46fb7ea0484857ull, 0x7a974830be953c4aull},
+    {0x0ffabb6c5ce8d644ull, 0xbe489e3f8ac41534ull, 0xb8f35b514eb14767ull, 0x7691957a691df817ull},
+    {0x5b16024d0563a65aull, 0x83f997e75e88067full, 0xa9c11c5aaf2cab97ull, 0x57f44892a2ad86eaull},
+    {0xa6c7eee290c62375ull, 0x7fe5c232f064f464ull, 0x947c9b3af027e791ull, 0x6062e8c7dc309cb2ull},
+    {0x038e07e40a2812e1ull, 0x52a29a371c84710full, 0x4c5bac1c57856ed7ull, 0x2629bab11c98b6aeull},
+    {0x637242c48b99b633ull, 0x3e3494a05f161ecdull, 0xc3f6fbf07e464327ull, 0xaaa38210dde97c64ull},
+    {0xc4d01c7eb078fd29ull, 0xc188ca2c76798705ull, 0x81d165297d239d2aull, 0xd6e3b368fb2a3110ull},
+    {0x7f90ffb775c02726ull, 0xacfe2b03b09803d0ull, 0x5a70368075759194ull, 0x6309de7dbb3bf59dull},
+    {0xf0f03027dfdc22d5ull, 0x902b0ee66222acc7ull, 0x78a3e873f00291edull, 0xdb9d6b2d354321b4ull},
+};
+
+}  // namespace detail
+}  // namespace reparam
