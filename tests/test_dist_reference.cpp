@@ -54,6 +54,16 @@ Var evaluate(const std::string& dist, const std::string& m, std::map<std::string
   if (dist == "Normal") return loc_scale_member(Normal(p["loc"], p["scale"]), m, x);
   if (dist == "Gumbel") return loc_scale_member(Gumbel(p["loc"], p["scale"]), m, x);
   if (dist == "Logistic") return loc_scale_member(Logistic(p["loc"], p["scale"]), m, x);
+  if (dist == "Laplace") {
+    Laplace d(p["loc"], p["scale"]);
+    if (m == "reparameterize") return d.reparameterize(x);  // uniforms as a Var: differentiable in them too
+    return loc_scale_member(d, m, x);
+  }
+  if (dist == "LogitRelaxedBernoulli") {
+    LogitRelaxedBernoulli d(p["logits"], p["temperature"]);
+    if (m == "log_prob") return d.log_prob(x);
+    return d.reparameterize(Mat(x.value()));
+  }
   if (dist == "Concrete") {
     Concrete d(p["logits"], p["temperature"]);
     if (m == "log_prob") return d.log_prob(x);
@@ -73,6 +83,7 @@ Var evaluate(const std::string& dist, const std::string& m, std::map<std::string
     if (m == "log_prob") return d.log_prob(x);
     if (m == "entropy") return d.entropy();
     if (m == "mean") return d.mean();
+    if (m == "variance") return d.variance();
     return d.stddev();
   }
   if (dist == "Bernoulli") {
@@ -85,6 +96,7 @@ Var evaluate(const std::string& dist, const std::string& m, std::map<std::string
   if (dist == "KL") {
     if (m == "Normal") return kl_divergence(Normal(p["loc"], p["scale"]), Normal(p["loc2"], p["scale2"]));
     if (m == "Categorical") return kl_divergence(Categorical(p["logits"]), Categorical(p["logits2"]));
+    if (m == "Laplace") return kl_divergence(Laplace(p["loc"], p["scale"]), Laplace(p["loc2"], p["scale2"]));
     return kl_divergence(Bernoulli(p["logits"]), Bernoulli(p["logits2"]));
   }
   FAIL("unknown distribution " << dist);
@@ -126,7 +138,8 @@ TEST_CASE("every distribution member matches PyTorch float64 in value and gradie
       REQUIRE(c.grads.size() == leaves.size());
       for (std::size_t k = 0; k < leaves.size(); ++k) {
         INFO("gradient of leaf " << k);
-        if (reparam_noise && k + 1 == leaves.size() && (std::string(c.dist) == "Concrete" || std::string(c.dist) == "RelaxedBernoulli"))
+        if (reparam_noise && k + 1 == leaves.size() && (std::string(c.dist) == "Concrete" || std::string(c.dist) == "RelaxedBernoulli" ||
+                                                    std::string(c.dist) == "LogitRelaxedBernoulli"))
           continue;  // uniforms passed as a matrix: no gradient to compare
         check_close(Mat(leaves[k].grad()), c.grads[k].mat(), 1e-12, 1e-13);
       }

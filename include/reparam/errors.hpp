@@ -144,6 +144,8 @@ inline constexpr Index max_elements = Index(1) << 58;
 /// rows * cols, or ShapeError when either is negative or the product overflows:
 /// `reparam: reshape: size overflows (4294967296x4294967296)`.
 inline Index shape_size(OpName op, Index rows, Index cols) {
+  // common case first: both in [0, 2^31), so the product cannot pass 2^62 (no division)
+  if (((static_cast<std::uint64_t>(rows) | static_cast<std::uint64_t>(cols)) >> 31) == 0) return rows * cols;
   if (rows < 0 || cols < 0) throw_shape(op, "shape must not be negative (got " + shape_str(rows, cols) + ")");
   if (cols != 0 && rows > max_elements / cols)
     throw_shape(op, "size overflows (" + shape_str(rows, cols) + ")");

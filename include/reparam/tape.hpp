@@ -264,7 +264,7 @@ class BasicTape {
       detail::throw_graph(name, "too many nodes on one tape (more than 2^32 - 1)");
     if (extra > std::size_t(detail::max_elements)) detail::throw_shape(name, "size overflows (state of the operation)");
     const std::size_t n = static_cast<std::size_t>(size);
-    Node node;
+    Node& node = nodes_.emplace_back();  // built in place: no copy of the node
     node.value = n + extra ? arena_.allocate<T>(n + extra) : nullptr;
     node.grad = requires_grad && n ? arena_.allocate<T>(n) : nullptr;
     node.rows = rows;
@@ -277,7 +277,6 @@ class BasicTape {
     } else {
       node.many = in;  // already in the arena (Operation put it there)
     }
-    nodes_.push_back(node);
     return Var(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
   }
 

@@ -14,6 +14,7 @@ import os
 
 import torch
 import torch.distributions as D
+from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli
 from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
 torch.set_default_dtype(torch.float64)
@@ -105,6 +106,33 @@ def exp_concrete(name):
     return f
 
 
+def laplace(name):
+    def f(p, x):
+        d = D.Laplace(p["loc"], p["scale"])
+        return {
+            "log_prob": lambda: d.log_prob(x),
+            "cdf": lambda: d.cdf(x),
+            "icdf": lambda: d.icdf(x),
+            "entropy": lambda: d.entropy(),
+            "mean": lambda: d.mean,
+            "stddev": lambda: d.stddev,
+            "reparameterize": lambda: d.icdf(x),  # the sample map is the quantile function
+        }[name]()
+    return f
+
+
+def logit_relaxed_bernoulli(name):
+    def f(p, x):
+        tau = p["temperature"].reshape(())
+        d = LogitRelaxedBernoulli(tau, logits=p["logits"])
+        l = p["logits"]
+        return {
+            "log_prob": lambda: d.log_prob(x),
+            "reparameterize": lambda: (l + torch.log(x) - torch.log1p(-x)) / tau,
+        }[name]()
+    return f
+
+
 def relaxed_bernoulli(name):
     def f(p, x):
         tau = p["temperature"].reshape(())
@@ -130,6 +158,7 @@ def categorical(name):
             "entropy": lambda: d.entropy().unsqueeze(-1),
             "mean": lambda: d.mean,
             "stddev": lambda: d.stddev,
+            "variance": lambda: d.variance,
         }[name]()
     return f
 
@@ -159,6 +188,9 @@ def kl(kind):
         if kind == "Categorical":
             a, b = D.Categorical(logits=p["logits"]), D.Categorical(logits=p["logits2"])
             return D.kl_divergence(a, b).unsqueeze(-1)
+        if kind == "Laplace":
+            a, b = D.Laplace(p["loc"], p["scale"]), D.Laplace(p["loc2"], p["scale2"])
+            return D.kl_divergence(a, b)
         a, b = D.Bernoulli(logits=p["logits"]), D.Bernoulli(logits=p["logits2"])
         return D.kl_divergence(a, b)
     return f
@@ -202,6 +234,7 @@ def main():
     loc_scale_cases("Normal", normal)
     loc_scale_cases("Gumbel", gumbel)
     loc_scale_cases("Logistic", logistic)
+    loc_scale_cases("Laplace", laplace)
 
     logits = rnd(3, 4, lo=-2, hi=2)
     tau = torch.tensor([[0.7]])
@@ -220,12 +253,18 @@ def main():
     add("RelaxedBernoulli", "cdf", p, xb, relaxed_bernoulli("cdf"))
     add("RelaxedBernoulli", "icdf", p, rnd(2, 3, lo=0.02, hi=0.98), relaxed_bernoulli("icdf"))
 
+    p = {"logits": lb, "temperature": torch.tensor([[0.6]])}
+    add("LogitRelaxedBernoulli", "log_prob", p, rnd(2, 3, lo=-8, hi=8), logit_relaxed_bernoulli("log_prob"))
+    add("LogitRelaxedBernoulli", "reparameterize", p, rnd(2, 3, lo=0.02, hi=0.98),
+        logit_relaxed_bernoulli("reparameterize"))
+
     lc = rnd(3, 4, lo=-2, hi=2)
     p = {"logits": lc}
     add("Categorical", "log_prob", p, one_hot(3, 4), categorical("log_prob"))
     add("Categorical", "entropy", p, None, categorical("entropy"))
     add("Categorical", "mean", p, None, categorical("mean"))
     add("Categorical", "stddev", p, None, categorical("stddev"))
+    add("Categorical", "variance", p, None, categorical("variance"))
 
     p = {"logits": rnd(2, 3, lo=-3, hi=3)}
     add("Bernoulli", "log_prob", p, torch.bernoulli(torch.full((2, 3), 0.5), generator=gen), bernoulli("log_prob"))
@@ -237,6 +276,8 @@ def main():
                          "scale2": rnd(2, 3, lo=0.5, hi=2)}, None, kl("Normal"))
     add("KL", "Categorical", {"logits": rnd(3, 4, lo=-2, hi=2), "logits2": rnd(3, 4, lo=-2, hi=2)}, None,
         kl("Categorical"))
+    add("KL", "Laplace", {"loc": rnd(2, 3), "scale": rnd(1, 3, lo=0.5, hi=2), "loc2": rnd(1, 3),
+                          "scale2": rnd(2, 3, lo=0.5, hi=2)}, None, kl("Laplace"))
     add("KL", "Bernoulli", {"logits": rnd(2, 3, lo=-3, hi=3), "logits2": rnd(2, 3, lo=-3, hi=3)}, None,
         kl("Bernoulli"))
 

@@ -69,6 +69,8 @@ class Arena {
     current_ = 0;
     offset_ = 0;
     used_ = 0;
+    data_ = blocks_.empty() ? nullptr : blocks_[0].data;
+    capacity_ = blocks_.empty() ? 0 : blocks_[0].capacity;
   }
 
   /// Bytes handed out since the last reset (including alignment padding).
@@ -87,27 +89,39 @@ class Arena {
   };
 
   void* allocate_bytes(std::size_t bytes, std::size_t align) {
-    std::size_t start = (offset_ + align - 1) & ~(align - 1);
-    if (blocks_.empty() || start + bytes > blocks_[current_].capacity) {
-      next_block(bytes);
-      start = 0;
+    const std::size_t start = (offset_ + align - 1) & ~(align - 1);
+    if (start + bytes <= capacity_) {  // the common case: a bump in the current block
+      used_ += start + bytes - offset_;
+      offset_ = start + bytes;
+      return data_ + start;
     }
-    unsigned char* p = blocks_[current_].data + start;
-    used_ += start + bytes - offset_;
-    offset_ = start + bytes;
-    return p;
+    return allocate_slow(bytes);
+  }
+
+#if defined(__GNUC__)
+  __attribute__((noinline))
+#endif
+  void* allocate_slow(std::size_t bytes) {
+    next_block(bytes);
+    used_ += bytes;
+    offset_ = bytes;
+    return data_;
   }
 
   void next_block(std::size_t bytes) {
     const std::size_t next = blocks_.empty() ? 0 : current_ + 1;
     if (next < blocks_.size() && blocks_[next].capacity >= bytes) {
       current_ = next;
+      data_ = blocks_[current_].data;
+      capacity_ = blocks_[current_].capacity;
     } else {
       std::size_t cap = blocks_.empty() ? std::size_t(1) << 17 : 2 * blocks_.back().capacity;
       if (cap < bytes) cap = (bytes + arena_alignment - 1) & ~(arena_alignment - 1);
       blocks_.insert(blocks_.begin() + static_cast<std::ptrdiff_t>(next),
                      Block{static_cast<unsigned char*>(aligned_alloc_bytes(cap)), cap});
       current_ = next;
+      data_ = blocks_[current_].data;
+      capacity_ = blocks_[current_].capacity;
     }
     offset_ = 0;
   }
@@ -115,9 +129,13 @@ class Arena {
   void release() noexcept {
     for (Block& b : blocks_) aligned_free_bytes(b.data, b.capacity);
     blocks_.clear();
+    data_ = nullptr;
+    capacity_ = 0;
   }
 
   std::vector<Block> blocks_;
+  unsigned char* data_ = nullptr;  // the current block
+  std::size_t capacity_ = 0;
   std::size_t current_ = 0;
   std::size_t offset_ = 0;
   std::size_t used_ = 0;

@@ -86,7 +86,17 @@ void add_logits(T* z, const CMap<T>& l, Index R, Index K) {
 //   log      y = log_softmax(w):  dw = g - e^y sum(g)
 //   dlogits += dw / t;  dt -= <dw, z - max> / t^2
 template <class T>
+T row_dot(const T* a, const T* b, Index K) {
+  using V = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+  if (K >= 32) return (V(a, K) * V(b, K)).sum();
+  T s = T(0);
+  for (Index k = 0; k < K; ++k) s += a[k] * b[k];
+  return s;
+}
+
+template <class T>
 void relaxed_backward(Backward<T>& bw, const T* z, bool log_space) {
+  using std::exp;
   const Index R = bw.rows(), K = bw.cols();
   const T* v = bw.value().data();
   const CMap<T> tau = bw.input(1);
@@ -103,28 +113,34 @@ void relaxed_backward(Backward<T>& bw, const T* z, bool log_space) {
   T* gt = dt ? bw.target(1, false, assign_t).data() : nullptr;
   for (Index i = 0; i < R; ++i) {
     const T t = tau(tau.rows() == 1 ? 0 : i, 0);
+    const T inv = T(1) / t;  // finite: temperatures are at least sqrt of the smallest normal
     const T* vi = v + i * K;
     const T* gi = g + i * K;
-    const T* zi = z + i * K;
-    const T c = log_space ? row_sum(gi, K) : [&] {
-      T s = T(0);
-      for (Index k = 0; k < K; ++k) s += gi[k] * vi[k];
-      return s;
-    }();
-    const T m = dt ? row_max(zi, K) : T(0);
-    T dtau = T(0);
-    T* gli = dl ? gl + (lfull ? i * K : 0) : nullptr;
-    for (Index k = 0; k < K; ++k) {
-      const T dw = log_space ? gi[k] - safe_exp(Eigen::Array<T, 1, 1>(vi[k]))(0) * c : vi[k] * (gi[k] - c);
-      if (dl) {
-        if (lfull && assign_l)
-          gli[k] = dw / t;
-        else
-          gli[k] += dw / t;
+    const T c = log_space ? row_sum(gi, K) : row_dot(gi, vi, K);
+    if (dl) {
+      T* gli = gl + (lfull ? i * K : 0);
+      const bool assign = lfull && assign_l;
+      if (log_space) {
+        for (Index k = 0; k < K; ++k) {
+          const T dw = gi[k] - exp(vi[k]) * c;
+          gli[k] = (assign ? T(0) : gli[k]) + dw * inv;
+        }
+      } else if (assign) {
+        for (Index k = 0; k < K; ++k) gli[k] = vi[k] * (gi[k] - c) * inv;
+      } else {
+        for (Index k = 0; k < K; ++k) gli[k] += vi[k] * (gi[k] - c) * inv;
       }
-      if (dt && dw != T(0)) dtau += dw * ((zi[k] - m) / t);
     }
-    if (dt) gt[tau.rows() == 1 ? 0 : i] -= dtau / t;
+    if (dt) {
+      const T* zi = z + i * K;
+      const T m = row_max(zi, K);
+      T dtau = T(0);
+      for (Index k = 0; k < K; ++k) {
+        const T dw = log_space ? gi[k] - exp(vi[k]) * c : vi[k] * (gi[k] - c);
+        if (dw != T(0)) dtau += dw * ((zi[k] - m) * inv);
+      }
+      gt[tau.rows() == 1 ? 0 : i] -= dtau * inv;
+    }
   }
 }
 

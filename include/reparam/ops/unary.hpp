@@ -75,9 +75,12 @@ struct AbsOp {
 struct TanhOp {
   static constexpr const char* name = "tanh";
   template <class X, class C> static auto forward(const X& x, const C&) { return fast_tanh(x); }
-  template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) {
+  // 1 - tanh^2 x: as 1 - y^2 while |y| < 0.625 (no cancellation), beyond as 4 e / (1 + e)^2 with
+  // e = e^(-2|x|), exact where y has rounded to +-1 (a 1x1 select evaluates one branch only)
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y& y, const C&) {
     using T = typename G::Scalar;
-    return g * (T(1) - y.square());  // 1 - tanh^2
+    const auto e = safe_exp(T(-2) * x.abs());
+    return g * (y.abs() < T(0.625)).select(T(1) - y.square(), T(4) * e / (T(1) + e).square());
   }
 };
 struct SigmoidOp {
@@ -87,9 +90,12 @@ struct SigmoidOp {
     using T = typename X::Scalar;
     return (T(1) + safe_exp(-x)).inverse();
   }
-  template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) {
+  // s (1 - s): as y (1 - y) for x <= 0, beyond as e / (1 + e)^2 with e = e^-x, exact where y has
+  // rounded to 1
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y& y, const C&) {
     using T = typename G::Scalar;
-    return g * (y * (T(1) - y));  // s (1 - s)
+    const auto e = safe_exp(-x.abs());
+    return g * (x <= T(0)).select(y * (T(1) - y), e / (T(1) + e).square());
   }
 };
 struct LogSigmoidOp {
