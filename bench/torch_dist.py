@@ -5,13 +5,20 @@ seconds per step and samples (or logits) per second, forward and backward includ
 Run by compare.py; alone: python3 bench/torch_dist.py
 """
 import json
+import os
+
+# Debian's PyTorch multiplies matrices with OpenBLAS, whose threads torch.set_num_threads does not
+# limit: pin them before torch is imported (REPARAM_TORCH_THREADS, default 1).
+THREADS = os.environ.get("REPARAM_TORCH_THREADS", "1")
+os.environ["OPENBLAS_NUM_THREADS"] = THREADS
+os.environ["OMP_NUM_THREADS"] = THREADS
 
 import torch
 import torch.nn.functional as F
 
 from torch_tape import timeit
 
-torch.set_num_threads(1)
+torch.set_num_threads(int(THREADS))
 ROWS, COLS = 256, 256
 
 

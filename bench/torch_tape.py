@@ -4,12 +4,19 @@
 Run by compare.py; alone: python3 bench/torch_tape.py
 """
 import json
+import os
+
+# Debian's PyTorch multiplies matrices with OpenBLAS, whose threads torch.set_num_threads does not
+# limit: pin them before torch is imported (REPARAM_TORCH_THREADS, default 1).
+THREADS = os.environ.get("REPARAM_TORCH_THREADS", "1")
+os.environ["OPENBLAS_NUM_THREADS"] = THREADS
+os.environ["OMP_NUM_THREADS"] = THREADS
 import statistics
 import time
 
 import torch
 
-torch.set_num_threads(1)
+torch.set_num_threads(int(THREADS))
 
 
 def timeit(fn, min_time=1.0, reps=5):

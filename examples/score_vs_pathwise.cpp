@@ -6,6 +6,7 @@
 // over many samples next to the exact values.
 //
 //   score_vs_pathwise [theta] [samples]
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -37,14 +38,21 @@ int main(int argc, char** argv) {
   tape.backward(reparam::score_function(q.log_prob(xs), reparam::Matrix<double>(xs.array().square())));
   const reparam::Matrix<double> score = th.grad();
 
+  // Each check allows 5 standard errors: the mean's from the sample variance, the variance's from
+  // the fourth central moment (Var(s^2) ~ (m4 - s^4) / n).
+  bool ok = true;
   auto report = [&](const char* name, const reparam::Matrix<double>& g, double exact_var) {
     const double m = g.mean();
     const double v = (g.array() - m).square().sum() / double(n - 1);
-    std::printf("%-16s mean %9.5f (exact %9.5f, +- %.5f)   variance %9.4f (exact %9.4f)\n", name, m, 2 * theta,
-                std::sqrt(v / double(n)), v, exact_var);
+    const double m4 = (g.array() - m).pow(4).mean();
+    const double se_mean = std::sqrt(v / double(n)), se_var = std::sqrt(std::max(m4 - v * v, 0.0) / double(n));
+    const bool good = std::abs(m - 2 * theta) <= 5 * se_mean && std::abs(v - exact_var) <= 5 * se_var;
+    ok = ok && good;
+    std::printf("%-16s mean %9.5f (exact %9.5f, +- %.5f)   variance %9.4f (exact %9.4f, +- %.4f)  %s\n", name, m,
+                2 * theta, se_mean, v, exact_var, se_var, good ? "ok" : "OFF");
   };
   std::printf("d/dtheta E[x^2], x ~ N(theta = %g, 1), %ld samples\n", theta, n);
   report("pathwise", pathwise, 4.0);
   report("score function", score, std::pow(theta, 4) + 14 * theta * theta + 15);
-  return 0;
+  return ok ? 0 : 1;
 }

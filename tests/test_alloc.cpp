@@ -9,6 +9,7 @@
 
 namespace {
 std::atomic<long> g_allocs{0};
+volatile bool g_trace = false;  // a debugger can break on allocations while set
 }
 
 extern "C" {
@@ -173,4 +174,137 @@ TEST_CASE("a first build that needed several arena blocks merges them for the ne
   build();
   build();
   CHECK(g_allocs.load() - before == 0);
+}
+
+namespace {
+
+// One step through every distribution and every member, KL, gumbel_softmax, score_function and
+// the baselines, with validation on: nothing may allocate once the tape and the outputs are sized.
+template <class T>
+struct DistributionStep {
+  Parameter<T> loc{M<T>::Constant(8, 6, T(0.3))}, scale{M<T>::Constant(1, 6, T(1.5))};
+  Parameter<T> logits{M<T>::Constant(8, 6, T(0.2))}, tau{M<T>::Constant(1, 1, T(0.7))};
+  M<T> noise = M<T>::Constant(8, 6, T(0.25)), u = M<T>::Constant(8, 6, T(0.4));
+  M<T> xs{8, 6}, onehot{8, 6}, bits{8, 6}, simplex{8, 6}, lsimplex{8, 6}, cost{8, 1};
+  std::vector<Index> idx;
+  EmaBaseline<T> ema{T(0.9)};
+  Rng rng{11};
+
+  T run(BasicTape<T>& t) {
+    t.clear();
+    const BasicVar<T> l = t.variable(loc), s = t.variable(scale), lg = t.variable(logits), tv = t.variable(tau);
+    BasicVar<T> acc = t.constant(T(0));
+    auto add = [&](const BasicVar<T>& v) { acc = acc + sum(v); };
+    auto loc_scale = [&](const auto& d, const M<T>& base) {
+      const BasicVar<T> z = d.rsample(rng);
+      add(d.log_prob(z));
+      add(d.cdf(z));
+      add(d.icdf(t.constant(u)));
+      add(d.reparameterize(base));
+      add(d.entropy());
+      add(d.mean());
+      add(d.stddev());
+      add(d.variance());
+      d.sample(rng, xs);
+      add(d.log_prob(xs));
+    };
+    loc_scale(Normal<T>(l, s), noise);
+    loc_scale(Gumbel<T>(l, s), u);
+    loc_scale(Logistic<T>(l, s), u);
+    loc_scale(Laplace<T>(l, s), u);
+    loc_scale(Normal<T>(l, T(2)), noise);
+    const Concrete<T> c(lg, tv);
+    const BasicVar<T> y = c.rsample(rng);
+    add(c.log_prob(y));
+    add(c.rsample_hard(rng));
+    add(c.reparameterize(u));
+    add(c.reparameterize_hard(u));
+    add(c.probs());
+    c.sample(rng, simplex);
+    add(c.log_prob(simplex));
+    const ExpConcrete<T> e(lg, T(0.5));
+    add(e.log_prob(e.rsample(rng)));
+    e.sample(rng, lsimplex);
+    add(e.log_prob(lsimplex));
+    add(gumbel_softmax(lg, T(0.5), rng, true));
+    add(gumbel_softmax(lg, tv, rng));
+    const RelaxedBernoulli<T> rb(lg, tv);
+    const BasicVar<T> rbs = rb.rsample(rng);
+    add(rb.log_prob(rbs));
+    add(rb.cdf(rbs));
+    add(rb.icdf(t.constant(u)));
+    add(rb.rsample_hard(rng));
+    add(rb.reparameterize(u));
+    rb.sample(rng, xs);
+    const LogitRelaxedBernoulli<T> lrb(lg, T(0.5));
+    add(lrb.log_prob(lrb.rsample(rng)));
+    const Categorical<T> cat(lg);
+    cat.sample(rng, onehot);
+    cat.sample_indices(rng, idx);
+    const BasicVar<T> lp = cat.log_prob(onehot);
+    add(cat.entropy());
+    add(cat.stddev());
+    add(cat.variance());
+    add(cat.mean());
+    add(cat.log_probs());
+    for (Index i = 0; i < 8; ++i) cost(i, 0) = onehot.row(i).dot(M<T>::Constant(1, 6, T(1)).row(0)) + T(i);
+    const BasicVar<T> costv = t.constant(cost);
+    acc = acc + score_function(lp, cost, ema.value()) + score_function(lp, costv, leave_one_out_baseline(costv)) +
+          score_function(lp, cost, M<T>::Constant(1, 1, T(0.5)));
+    ema.update(cost);
+    const Bernoulli<T> b(lg);
+    b.sample(rng, bits);
+    add(b.log_prob(bits));
+    add(b.entropy());
+    add(b.stddev());
+    add(b.variance());
+    add(kl_divergence(Normal<T>(l, s), Normal<T>(lg, s)));
+    add(kl_divergence(Laplace<T>(l, s), Laplace<T>(lg, s)));
+    add(kl_divergence(Categorical<T>(lg), Categorical<T>(l)));
+    add(kl_divergence(Bernoulli<T>(lg), Bernoulli<T>(l)));
+    add(concat_cols({l, lg}) * T(0.01));
+    add(slice_rows(lg, 1, 3));
+    add(slice_cols(lg, 2, 2));
+    add(clamp(lg, T(-0.1), T(0.1)));
+    add(soft_argmax(lg));
+    t.backward(acc);
+    return acc.item();
+  }
+};
+
+template <class T>
+void check_distribution_step() {
+  set_validation(true);
+  DistributionStep<T> s;
+  BasicTape<T> tape;
+  optim::SGD<T> opt({&s.loc, &s.logits}, {T(1e-4)});
+  for (int i = 0; i < 3; ++i) {
+    opt.zero_grad();
+    s.run(tape);
+    opt.step();
+  }
+  const long before = g_allocs.load();
+  T last = 0;
+  g_trace = true;
+  for (int i = 0; i < 5; ++i) {
+    opt.zero_grad();
+    last = s.run(tape);
+    opt.step();
+  }
+  g_trace = false;
+  const long during = g_allocs.load() - before;
+  CHECK(std::isfinite(double(last)));
+  CHECK(tape.size() > 300);
+  INFO("heap allocations in 5 steady-state steps through every distribution: " << during);
+  CHECK(during == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a step through every distribution, KL, gumbel_softmax and score_function allocates nothing (double)", "[alloc][dist]") {
+  check_distribution_step<double>();
+}
+
+TEST_CASE("a step through every distribution, KL, gumbel_softmax and score_function allocates nothing (float)", "[alloc][dist]") {
+  check_distribution_step<float>();
 }

@@ -20,8 +20,11 @@ CMap<T> cost_map(const BasicVar<T>& c) {
   return c.value();
 }
 template <class T, class D>
-auto cost_map(const Eigen::DenseBase<D>& c) {
-  return c.derived().template cast<T>();
+decltype(auto) cost_map(const Eigen::DenseBase<D>& c) {
+  if constexpr (std::is_same<typename D::Scalar, T>::value)
+    return static_cast<const D&>(c.derived());  // a reference: cast<T>() through auto would copy
+  else
+    return c.derived().template cast<T>();
 }
 
 /// sum(w * log_prob), w = cost - baseline (both broadcast to one shape, then with log_prob), as a
