@@ -97,20 +97,8 @@ class Categorical : public ValueOverloads<Categorical<T>, T> {
   /// R (no allocation once it has the capacity).
   template <class G>
   void sample_indices(G& g, std::vector<Index>& out) const {
-    using std::exp;
-    const detail::CMap<T> l = logits_.value();
     out.resize(static_cast<std::size_t>(R_));
-    for (Index i = 0; i < R_; ++i) {
-      const T m = l.row(i).maxCoeff();
-      T total = T(0);
-      for (Index k = 0; k < K_; ++k) total += exp(l(i, k) - m);
-      const T u = uniform<T>(g) * total;
-      Index k = 0;
-      T c = exp(l(i, 0) - m);
-      while (k + 1 < K_ && !(u < c)) c += exp(l(i, ++k) - m);
-      while (k > 0 && exp(l(i, k) - m) == T(0)) --k;  // never return a zero-probability category
-      out[static_cast<std::size_t>(i)] = k;
-    }
+    for (Index i = 0; i < R_; ++i) out[static_cast<std::size_t>(i)] = draw_row(g, i);
   }
   template <class G>
   std::vector<Index> sample_indices(G& g) const {
@@ -128,20 +116,8 @@ class Categorical : public ValueOverloads<Categorical<T>, T> {
   /// The same into `out`, resized to R x K (no allocation when it has that shape).
   template <class G>
   void sample(G& g, Matrix<T>& out) const {
-    using std::exp;
     out.setZero(R_, K_);
-    const detail::CMap<T> l = logits_.value();
-    for (Index i = 0; i < R_; ++i) {  // the same draws as sample_indices, without the vector
-      const T m = l.row(i).maxCoeff();
-      T total = T(0);
-      for (Index k = 0; k < K_; ++k) total += exp(l(i, k) - m);
-      const T u = uniform<T>(g) * total;
-      Index k = 0;
-      T c = exp(l(i, 0) - m);
-      while (k + 1 < K_ && !(u < c)) c += exp(l(i, ++k) - m);
-      while (k > 0 && exp(l(i, k) - m) == T(0)) --k;
-      out(i, k) = T(1);
-    }
+    for (Index i = 0; i < R_; ++i) out(i, draw_row(g, i)) = T(1);
   }
 
   /// log p(x) per row (R x 1) for one-hot rows x; linear in x, so differentiable in it too.
@@ -175,6 +151,23 @@ class Categorical : public ValueOverloads<Categorical<T>, T> {
 
  private:
   const Var& anchor() const { return logits_; }
+
+  // One category of row i by the inverse cdf: one uniform, scaled by the row's total mass.
+  template <class G>
+  Index draw_row(G& g, Index i) const {
+    using std::exp;
+    const detail::CMap<T> l = logits_.value();
+    const T m = l.row(i).maxCoeff();
+    T total = T(0);
+    for (Index k = 0; k < K_; ++k) total += exp(l(i, k) - m);
+    const T u = uniform<T>(g) * total;
+    Index k = 0;
+    T c = exp(l(i, 0) - m);
+    while (k + 1 < K_ && !(u < c)) c += exp(l(i, ++k) - m);
+    while (k > 0 && exp(l(i, k) - m) == T(0)) --k;  // never return a zero-probability category
+    return k;
+  }
+
   Var logits_;
   Index R_ = 0, K_ = 0;
 };
