@@ -52,7 +52,19 @@ TEST_CASE("logits of +-1e4 and temperature 0.01: finite samples, densities and g
   t.backward(sum(k) + sum(kb) + sum(hb) + sum(hc) + sum(lpb));
   REQUIRE(finite(l.grad()));
   REQUIRE(finite(l2.grad()));
-  CHECK(Bernoulli(l).log_prob(Mat{{1, 0, 0, 1}, {0, 0, 0, 1}}).value().cwiseAbs().maxCoeff() < 1e-300 + 0.7);
+  // Closed form: log p(1) = -softplus(-l), log p(0) = -softplus(l); softplus(1e4) = 1e4 exactly in
+  // double, softplus(-1e4) = exp(-1e4) underflows to 0, softplus(0) = log 2, softplus(5) = 5 + log1p(e^-5).
+  const Mat x01{{1, 0, 0, 1}, {0, 0, 0, 1}};
+  const Mat got = Bernoulli(l).log_prob(x01).value();
+  const auto softplus = [](double v) { return v > 0 ? v + std::log1p(std::exp(-v)) : std::log1p(std::exp(v)); };
+  for (Index i = 0; i < 2; ++i) {
+    for (Index j = 0; j < 4; ++j) {
+      const double v = logits(i, j);
+      const double want = x01(i, j) == 1.0 ? -softplus(-v) : -softplus(v);
+      INFO("logit " << v << " x " << x01(i, j));
+      CHECK(got(i, j) == Approx(want).epsilon(1e-15).margin(1e-300));
+    }
+  }
 }
 
 TEST_CASE("ExpConcrete at temperature 0.05 over 1000 categories has a finite density", "[dist][extremes]") {
@@ -65,10 +77,16 @@ TEST_CASE("ExpConcrete at temperature 0.05 over 1000 categories has a finite den
   REQUIRE(finite(lp.value()));
   t.backward(sum(lp));
   REQUIRE(finite(l.grad()));
-  // The simplex form of the same sample underflows to exact zeros: log_prob says so.
-  Concrete c(l, 0.05);
-  const Mat x = y.value().array().exp().matrix();
-  if ((x.array() == 0.0).any()) REQUIRE_THROWS_AS(c.log_prob(x), DomainError);
+  // With logits spread ten times wider, the log-values of a sample fall below log(5e-324) = -744.4
+  // and the simplex form of the same sample holds exact zeros: Concrete::log_prob says so.
+  const Var wide = t.variable(Mat(l.value() * 10.0));
+  const Var y2 = ExpConcrete(wide, 0.05).rsample(rng);
+  REQUIRE(finite(y2.value()));
+  REQUIRE((y2.value().array() < -745.2).any());
+  const Mat x = y2.value().unaryExpr([](double v) { return std::exp(v); });
+  REQUIRE((x.array() == 0.0).any());
+  Concrete c(wide, 0.05);
+  REQUIRE_THROWS_AS(c.log_prob(x), DomainError);
 }
 
 TEST_CASE("scales 1e-30 and 1e30 stay finite", "[dist][extremes]") {

@@ -45,7 +45,7 @@ void check_sampler(const Dist& d, Rng& rng, Index n) {
 
 }  // namespace
 
-TEST_CASE("Normal, Gumbel and Logistic samples have their moments and cdf", "[dist][stats]") {
+TEST_CASE("Normal, Gumbel, Logistic and Laplace samples have their moments and cdf", "[dist][stats]") {
   Tape t;
   const Var loc = t.variable(Mat{{-1.0, 0.0, 2.5}});
   const Var scale = t.variable(Mat{{0.5, 1.0, 3.0}});
@@ -53,6 +53,22 @@ TEST_CASE("Normal, Gumbel and Logistic samples have their moments and cdf", "[di
   check_sampler(Normal(loc, scale), rng, 100000);
   check_sampler(Gumbel(loc, scale), rng, 100000);
   check_sampler(Logistic(loc, scale), rng, 100000);
+  check_sampler(Laplace(loc, scale), rng, 100000);
+}
+
+TEST_CASE("float Laplace samples pass Kolmogorov-Smirnov against the closed-form cdf", "[dist][stats][float]") {
+  TapeF t;
+  const VarF loc = t.constant(Matrix<float>::Constant(1, 1, -0.25f));
+  const VarF scale = t.constant(Matrix<float>::Constant(1, 1, 1.5f));
+  Rng rng(11);
+  const Index n = 100000;
+  const Matrix<float> x = Laplace(loc, scale).rsample(rng, n, 1).value();
+  std::vector<double> v(x.data(), x.data() + n);
+  auto cdf = [](double e) {
+    const double z = (e + 0.25) / 1.5;
+    return z < 0 ? 0.5 * std::exp(z) : 1 - 0.5 * std::exp(-z);
+  };
+  CHECK(test::ks_statistic(v, cdf) < test::ks_critical(std::size_t(n)));
 }
 
 TEST_CASE("float samples pass the same Kolmogorov-Smirnov test", "[dist][stats][float]") {
@@ -100,7 +116,43 @@ TEST_CASE("RelaxedBernoulli samples follow its cdf; a 2-class Concrete is a Rela
     const Mat y = c.rsample(rng, n).value();
     std::vector<double> w = column(y, 0);
     CHECK(test::ks_statistic(w, cdf) < test::ks_critical(std::size_t(n)));
+    // LogitRelaxedBernoulli draws y = (l + logistic noise) / tau: P(Y <= y) = sigmoid(tau y - l).
+    LogitRelaxedBernoulli lrb(l, tau);
+    const Mat y2 = lrb.rsample(rng).value();
+    std::vector<double> w2(y2.data(), y2.data() + n);
+    CHECK(test::ks_statistic(w2, [&](double e) { return 1 / (1 + std::exp(-(tau * e - 0.8))); }) < test::ks_critical(std::size_t(n)));
   }
+}
+
+TEST_CASE("float RelaxedBernoulli samples saturate at low temperature; the logit-space form does not", "[dist][stats][float]") {
+  // At tau = 0.1 and logit 3, about 4 samples in 5 have a logit y = (3 + noise) / 0.1 above 17, where
+  // sigmoid rounds to exactly 1.0f: RelaxedBernoulli::log_prob refuses its own sample there.
+  // LogitRelaxedBernoulli keeps the logit and gives the density of the same draw.
+  TapeF t;
+  const VarF l = t.variable(Matrix<float>::Constant(1000, 1, 3.0f));
+  RelaxedBernoulli<float> rb(l, 0.1f);
+  LogitRelaxedBernoulli<float> lrb(l, 0.1f);
+  Rng a(4), b(4);
+  const VarF x = rb.rsample(a);
+  const VarF y = lrb.rsample(b);
+  REQUIRE((x.value().array() == 1.0f).any());
+  REQUIRE_THROWS_AS(rb.log_prob(x), DomainError);
+  // Same noise: x = sigmoid(y) wherever x has not rounded.
+  for (Index i = 0; i < 1000; ++i) {
+    const float want = 1 / (1 + std::exp(-y.value()(i, 0)));
+    REQUIRE(x.value()(i, 0) == Approx(want).epsilon(1e-6));
+  }
+  const VarF lp = lrb.log_prob(y);
+  REQUIRE(lp.value().allFinite());
+  // log density of the logistic variable: log tau + (l - tau y) - 2 softplus(l - tau y), in double
+  for (Index i = 0; i < 1000; ++i) {
+    const double u = 3.0 - 0.1 * double(y.value()(i, 0));
+    const double sp = u > 0 ? u + std::log1p(std::exp(-u)) : std::log1p(std::exp(u));
+    const double want = std::log(0.1) + u - 2 * sp;
+    REQUIRE(double(lp.value()(i, 0)) == Approx(want).epsilon(1e-5).margin(1e-5));
+  }
+  t.backward(sum(lp));
+  REQUIRE(l.grad().allFinite());
 }
 
 TEST_CASE("hard Concrete samples are Gumbel-max: frequencies equal softmax(logits)", "[dist][stats]") {
