@@ -1,5 +1,5 @@
-// Speed of the samplers, forward and backward, in float: Normal.rsample, Gumbel.rsample and
-// Concrete (gumbel_softmax), each next to its floor (the same arithmetic written by hand in plain
+// Speed of the samplers, forward and backward, in float: Normal, Gumbel, Logistic and Laplace
+// rsample and Concrete (gumbel_softmax), each next to its floor (the same arithmetic written by hand in plain
 // Eigen, with the same noise generator). bench/torch_dist.py is the PyTorch twin; compare.py
 // puts them side by side. Every benchmark first checks that the tape's gradients equal the floor's.
 #include <benchmark/benchmark.h>
@@ -57,6 +57,22 @@ void gumbel_floor_step(LocScale& p, A& g, reparam::Rng& rng, float& s) {
   p.scale.grad.array() += g;
 }
 
+void logistic_floor_step(LocScale& p, A& e, reparam::Rng& rng, float& s) {
+  reparam::detail::fill_uniform(rng, e.data(), static_cast<std::size_t>(e.size()));
+  reparam::detail::logistic_from_uniform(e.data(), static_cast<std::size_t>(e.size()));
+  s = (p.loc.value.array() + p.scale.value.array() * e).sum();
+  p.loc.grad.array() += 1.0f;
+  p.scale.grad.array() += e;
+}
+
+void laplace_floor_step(LocScale& p, A& e, reparam::Rng& rng, float& s) {
+  reparam::detail::fill_uniform(rng, e.data(), static_cast<std::size_t>(e.size()));
+  reparam::detail::laplace_from_uniform(e.data(), static_cast<std::size_t>(e.size()));
+  s = (p.loc.value.array() + p.scale.value.array() * e).sum();
+  p.loc.grad.array() += 1.0f;
+  p.scale.grad.array() += e;
+}
+
 template <class Dist, class Floor>
 void check_against_floor(Floor floor) {
   LocScale a, b;
@@ -96,6 +112,10 @@ void BM_Normal_Tape(benchmark::State& st) { run_tape<reparam::Normal<float>>(st,
 void BM_Normal_Floor(benchmark::State& st) { run_floor(st, normal_floor_step); }
 void BM_Gumbel_Tape(benchmark::State& st) { run_tape<reparam::Gumbel<float>>(st, gumbel_floor_step); }
 void BM_Gumbel_Floor(benchmark::State& st) { run_floor(st, gumbel_floor_step); }
+void BM_Logistic_Tape(benchmark::State& st) { run_tape<reparam::Logistic<float>>(st, logistic_floor_step); }
+void BM_Logistic_Floor(benchmark::State& st) { run_floor(st, logistic_floor_step); }
+void BM_Laplace_Tape(benchmark::State& st) { run_tape<reparam::Laplace<float>>(st, laplace_floor_step); }
+void BM_Laplace_Floor(benchmark::State& st) { run_floor(st, laplace_floor_step); }
 
 // ---- Concrete / gumbel_softmax: loss sum(w * softmax((l + g) / tau)) ---------------------------
 
@@ -191,6 +211,10 @@ BENCHMARK(BM_Normal_Tape)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Normal_Floor)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Gumbel_Tape)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Gumbel_Floor)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Logistic_Tape)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Logistic_Floor)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Laplace_Tape)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Laplace_Floor)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Concrete_Tape)->Args({6400, 10})->Args({64, 1000})->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Concrete_Floor)->Args({6400, 10})->Args({64, 1000})->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Rng_NormalFloat)->Unit(benchmark::kMicrosecond);

@@ -5,8 +5,12 @@
 // Each benchmark checks once, before timing, that the tape's gradients equal the floor's; a
 // mismatch aborts, so a smoke run (ctest) proves the comparison is of the same arithmetic.
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -167,6 +171,187 @@ void BM_MLP_Floor(benchmark::State& state) {
 }
 BENCHMARK(BM_MLP_Tape)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MLP_Floor)->Unit(benchmark::kMicrosecond);
+
+// ---- 2b. All cores: the same MLP step, data-parallel over every core -----------------------------
+// Each worker has its own tape, records the step on its slice of the batch (the loss scaled by
+// slice / batch) reading the shared Parameter values in place, and adds into a gradient of its
+// own; the gradients are then summed in worker order, so the result does not depend on timing.
+
+// A minimal fixed pool: run(f) calls f(k) for k = 0..n-1, f(0) on the caller, and waits.
+class Workers {
+ public:
+  explicit Workers(int n) : n_(n) {
+    for (int k = 1; k < n; ++k) threads_.emplace_back([this, k] { loop(k); });
+  }
+  ~Workers() {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      stop_ = true;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  int size() const { return n_; }
+  void run(const std::function<void(int)>& f) {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      job_ = &f;
+      pending_ = n_ - 1;
+      ++generation_;
+    }
+    cv_.notify_all();
+    f(0);
+    std::unique_lock<std::mutex> l(m_);
+    done_.wait(l, [this] { return pending_ == 0; });
+  }
+
+ private:
+  void loop(int k) {
+    unsigned seen = 0;
+    for (;;) {
+      const std::function<void(int)>* job;
+      {
+        std::unique_lock<std::mutex> l(m_);
+        cv_.wait(l, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stop_) return;
+        job = job_;
+      }
+      (*job)(k);
+      std::lock_guard<std::mutex> l(m_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+  int n_;
+  std::vector<std::thread> threads_;
+  std::mutex m_;
+  std::condition_variable cv_, done_;
+  const std::function<void(int)>* job_ = nullptr;
+  int pending_ = 0;
+  unsigned generation_ = 0;
+  bool stop_ = false;
+};
+
+int all_cores() { return std::max(1, int(std::thread::hardware_concurrency())); }
+
+struct MlpAllCores {
+  using M = Matrix<float>;
+  Mlp model;  // the parameters, batch and single-thread step (for verification)
+  Workers pool{all_cores()};
+  struct Slice {
+    TapeF tape;
+    M x, y;
+    M g[6];
+  };
+  std::vector<Slice> slices = std::vector<Slice>(std::size_t(pool.size()));
+  std::function<void(int)> job;
+  MlpAllCores() {
+    const Index n = pool.size();
+    for (Index k = 0; k < n; ++k) {
+      const Index r0 = Mlp::B * k / n, r1 = Mlp::B * (k + 1) / n;
+      slices[std::size_t(k)].x = model.x.middleRows(r0, r1 - r0);
+      slices[std::size_t(k)].y = model.y.middleRows(r0, r1 - r0);
+    }
+    job = [this](int k) { slice_step(k); };
+  }
+  float loss_part[64] = {};
+  void slice_step(int k) {
+    Slice& s = slices[std::size_t(k)];
+    Parameter<float>* ps[6] = {&model.w1, &model.b1, &model.w2, &model.b2, &model.w3, &model.b3};
+    for (int i = 0; i < 6; ++i) s.g[i].setZero(ps[i]->rows(), ps[i]->cols());
+    TapeF& t = s.tape;
+    t.clear();
+    const VarF w1 = t.variable(*ps[0], s.g[0]), b1 = t.variable(*ps[1], s.g[1]), w2 = t.variable(*ps[2], s.g[2]);
+    const VarF b2 = t.variable(*ps[3], s.g[3]), w3 = t.variable(*ps[4], s.g[4]), b3 = t.variable(*ps[5], s.g[5]);
+    const VarF h1 = relu(linear(t.constant(s.x), w1, b1));
+    const VarF h2 = relu(linear(h1, w2, b2));
+    const VarF logits = linear(h2, w3, b3);
+    const VarF loss = -sum(log_softmax(logits) * t.constant(s.y)) / float(Mlp::B);
+    t.backward(loss);
+    loss_part[k] = loss.item();
+  }
+  float step() {
+    pool.run(job);
+    Parameter<float>* ps[6] = {&model.w1, &model.b1, &model.w2, &model.b2, &model.w3, &model.b3};
+    float loss = 0;
+    for (int i = 0; i < 6; ++i) ps[i]->grad = slices[0].g[i];
+    for (std::size_t k = 1; k < slices.size(); ++k)
+      for (int i = 0; i < 6; ++i) ps[i]->grad += slices[k].g[i];
+    for (std::size_t k = 0; k < slices.size(); ++k) loss += loss_part[k];
+    return loss;
+  }
+  void verify() {
+    step();
+    const M g1 = model.w1.grad, g3 = model.w3.grad, gb1 = model.b1.grad;
+    model.floor_step();
+    require_close("mlp all cores d/dw1", g1, model.gw1, 1e-4);
+    require_close("mlp all cores d/dw3", g3, model.gw3, 1e-4);
+    require_close("mlp all cores d/db1", gb1, model.gb1, 1e-4);
+  }
+};
+
+void BM_MLP_Tape_AllCores(benchmark::State& state) {
+  MlpAllCores m;
+  m.verify();
+  for (auto _ : state) benchmark::DoNotOptimize(m.step());
+  state.counters["threads"] = double(m.pool.size());
+}
+BENCHMARK(BM_MLP_Tape_AllCores)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// The elementwise chain over every core: each worker records the chain on its own block of columns.
+struct ElementwiseAllCores {
+  Elementwise one;
+  Workers pool{all_cores()};
+  struct Part {
+    Tape tape;
+    Parameter<double> a, b;
+    double loss = 0;
+  };
+  std::vector<Part> parts = std::vector<Part>(std::size_t(pool.size()));
+  std::function<void(int)> job;
+  ElementwiseAllCores() {
+    const Index n = pool.size(), C = one.a.cols();
+    for (Index k = 0; k < n; ++k) {
+      const Index c0 = C * k / n, c1 = C * (k + 1) / n;
+      parts[std::size_t(k)].a = Parameter<double>(one.a.value.middleCols(c0, c1 - c0));
+      parts[std::size_t(k)].b = Parameter<double>(one.b.value.middleCols(c0, c1 - c0));
+    }
+    job = [this](int k) {
+      Part& p = parts[std::size_t(k)];
+      p.tape.clear();
+      p.a.zero_grad();
+      p.b.zero_grad();
+      const Var va = p.tape.variable(p.a), vb = p.tape.variable(p.b);
+      const Var loss = sum(tanh(va) * vb + exp(-va));
+      p.tape.backward(loss);
+      p.loss = loss.item();
+    };
+  }
+  double step() {
+    pool.run(job);
+    double loss = 0;
+    for (const Part& p : parts) loss += p.loss;
+    return loss;
+  }
+  void verify() {
+    step();
+    one.floor_step();
+    const Index n = pool.size(), C = one.a.cols();
+    for (Index k = 0; k < n; ++k) {
+      const Index c0 = C * k / n, c1 = C * (k + 1) / n;
+      require_close("elementwise all cores d/da", parts[std::size_t(k)].a.grad, one.ga.middleCols(c0, c1 - c0), 1e-14);
+    }
+  }
+};
+
+void BM_Elementwise_Tape_AllCores(benchmark::State& state) {
+  ElementwiseAllCores w;
+  w.verify();
+  for (auto _ : state) benchmark::DoNotOptimize(w.step());
+  state.counters["threads"] = double(w.pool.size());
+}
+BENCHMARK(BM_Elementwise_Tape_AllCores)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // ---- 3. Scalar chain: 10,000 operations on 1x1 nodes, cycling y*w, y+0.1, tanh(y), y*y ----------
 

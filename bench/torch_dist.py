@@ -33,6 +33,12 @@ def loc_scale(dist):
     return timeit(step)
 
 
+def logistic(loc, scale):
+    base = torch.distributions.Uniform(torch.zeros_like(loc), torch.ones_like(loc))
+    return torch.distributions.TransformedDistribution(
+        base, [torch.distributions.SigmoidTransform().inv, torch.distributions.AffineTransform(loc, scale)])
+
+
 def concrete(rows, k):
     logits = (torch.rand(rows, k) * 2 - 1).requires_grad_()
     w = torch.rand(rows, k) * 2 - 1
@@ -48,6 +54,8 @@ def main():
     res = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     res["normal_s"] = loc_scale(torch.distributions.Normal)
     res["gumbel_s"] = loc_scale(torch.distributions.Gumbel)
+    res["logistic_s"] = loc_scale(logistic)
+    res["laplace_s"] = loc_scale(torch.distributions.Laplace)
     res["concrete_6400x10_s"] = concrete(6400, 10)
     res["concrete_64x1000_s"] = concrete(64, 1000)
     res["normal_per_s"] = n / res["normal_s"]

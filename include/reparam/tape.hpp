@@ -189,6 +189,21 @@ class BasicTape {
     n.kind = detail::NodeKind::variable;
     return v;
   }
+  /// Leaf reading `p.value` in place whose gradient goes to `grad` (resized to the value's shape
+  /// and zeroed if it is not already that shape) instead of `p.grad`: for data-parallel steps,
+  /// where threads share one Parameter's value and each adds into a gradient of its own (the
+  /// value is only read, so threads may share it).
+  Var variable(const Parameter<T>& p, Matrix<T>& grad) {
+    if (grad.rows() != p.value.rows() || grad.cols() != p.value.cols()) grad.setZero(p.value.rows(), p.value.cols());
+    Var v = push("variable", 0, 0, nullptr, 0, true, 0);
+    Node& n = nodes_[v.index_];
+    n.value = const_cast<T*>(p.value.data());  // never written: only the gradient of a leaf is
+    n.grad = grad.data();
+    n.rows = p.value.rows();
+    n.cols = p.value.cols();
+    n.kind = detail::NodeKind::variable;
+    return v;
+  }
   /// Leaf without gradient.
   template <class Derived>
   Var constant(const Eigen::DenseBase<Derived>& m) {

@@ -126,7 +126,7 @@ struct ClampUnitOp {
   }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
     using T = typename G::Scalar;
-    return (x >= unit_lo<T>() && x <= unit_hi<T>()).select(g, T(0));
+    return where(InRange<T>{unit_lo<T>(), unit_hi<T>()}, x, g, T(0));
   }
 };
 

@@ -21,6 +21,41 @@
 namespace reparam {
 namespace detail {
 
+// ---- one code path for every shape ----------------------------------------------------------
+// Eigen evaluates whole packets with the packet function and the leftover elements (and every
+// 1x1 matrix) with the scalar one, which for exp and log is libm: the two differ in the last bit,
+// and a 1-ulp difference in a logit becomes 100 ulps after a division by a temperature of 0.01.
+// So the scalar path of the functors below runs the packet code on one lane of the smallest
+// packet: a value gets the same bits whether it sits in a 1x1 node or inside a vectorized loop.
+
+// Packet types (GCC vector types) as template arguments drop their alignment attributes, which is
+// harmless here and which GCC reports (-Wignored-attributes); Eigen silences the same warning.
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+#endif
+template <class P, class H = typename Eigen::internal::unpacket_traits<P>::half>
+struct SmallestPacket {
+  using type = typename SmallestPacket<H>::type;
+};
+template <class P>
+struct SmallestPacket<P, P> {
+  using type = P;
+};
+
+template <class T>
+constexpr bool lane_path = std::is_floating_point<T>::value && bool(Eigen::internal::packet_traits<T>::Vectorizable);
+
+/// f's packet code applied to the single value x (lane 0 of the smallest packet).
+template <class T, class F>
+T on_one_lane(const F& f, const T& x) {
+  using P = typename SmallestPacket<typename Eigen::internal::packet_traits<T>::type>::type;
+  return Eigen::internal::pfirst(f.packetOp(Eigen::internal::pset1<P>(x)));
+}
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
 template <class T>
 struct ExpRange;  // |x| below `safe`: Eigen's pexp is within an ulp or two
 template <>
@@ -35,8 +70,12 @@ struct ExpRange<float> {
 template <class T>
 struct SafeExpFunctor {
   T operator()(const T& x) const {
-    using std::exp;
-    return exp(x);  // libm: underflows to 0 and overflows to inf by itself
+    if constexpr (lane_path<T>) {
+      return on_one_lane(*this, x);
+    } else {
+      using std::exp;
+      return exp(x);
+    }
   }
   template <class Packet>
   Packet packetOp(const Packet& x) const {
@@ -69,8 +108,12 @@ struct SubnormalScale<float> {
 template <class T>
 struct SafeLogFunctor {
   T operator()(const T& x) const {
-    using std::log;
-    return log(x);
+    if constexpr (lane_path<T>) {
+      return on_one_lane(*this, x);
+    } else {
+      using std::log;
+      return log(x);
+    }
   }
   template <class Packet>
   Packet packetOp(const Packet& x) const {
@@ -123,8 +166,12 @@ struct ExactSqrtFunctor {
 template <class T>
 struct TanhFunctor {
   T operator()(const T& x) const {
-    using std::tanh;
-    return tanh(x);
+    if constexpr (lane_path<T>) {
+      return on_one_lane(*this, x);
+    } else {
+      using std::tanh;
+      return tanh(x);
+    }
   }
   template <class Packet>
   Packet packetOp(const Packet& x) const {
@@ -152,6 +199,59 @@ struct TanhFunctor {
   }
 };
 
+/// log(1 + x): log(u) x / (u - 1) with u = 1 + x rounded (the classic correction of the rounding
+/// of u, exact to a few ulps), x itself where u rounds to 1 (|x| below half an ulp of 1), and
+/// through the subnormal-safe log.
+template <class T>
+struct Log1pFunctor {
+  T operator()(const T& x) const {
+    if constexpr (lane_path<T>) {
+      return on_one_lane(*this, x);
+    } else {
+      using std::log1p;
+      return log1p(x);
+    }
+  }
+  template <class Packet>
+  Packet packetOp(const Packet& x) const {
+    namespace in = Eigen::internal;
+    const Packet one = in::pset1<Packet>(T(1));
+    const Packet u = in::padd(x, one);
+    const Packet small = in::pcmp_eq(u, one);
+    const Packet log_u = SafeLogFunctor<T>().packetOp(u);
+    // u = inf: log u = inf, inf * x / inf is NaN: take log u itself
+    const Packet big = in::pcmp_eq(u, in::pset1<Packet>(std::numeric_limits<T>::infinity()));
+    const Packet r = in::pmul(log_u, in::pdiv(x, in::psub(u, one)));
+    return in::pselect(small, x, in::pselect(big, log_u, r));
+  }
+};
+
+/// e^x - 1: (u - 1) x / log(u) with u = e^x (Kahan's correction), x where u rounds to 1, -1 where
+/// u - 1 rounds to -1, inf where u overflows; the exp and log are the exact-at-the-edges ones.
+template <class T>
+struct Expm1Functor {
+  T operator()(const T& x) const {
+    if constexpr (lane_path<T>) {
+      return on_one_lane(*this, x);
+    } else {
+      using std::expm1;
+      return expm1(x);
+    }
+  }
+  template <class Packet>
+  Packet packetOp(const Packet& x) const {
+    namespace in = Eigen::internal;
+    const Packet one = in::pset1<Packet>(T(1));
+    const Packet u = SafeExpFunctor<T>().packetOp(x);
+    const Packet um1 = in::psub(u, one);
+    const Packet small = in::pcmp_eq(u, one);
+    const Packet minus_one = in::pcmp_eq(um1, in::pset1<Packet>(T(-1)));
+    const Packet big = in::pcmp_eq(u, in::pset1<Packet>(std::numeric_limits<T>::infinity()));
+    const Packet r = in::pmul(um1, in::pdiv(x, SafeLogFunctor<T>().packetOp(u)));
+    return in::pselect(small, x, in::pselect(minus_one, um1, in::pselect(big, u, r)));
+  }
+};
+
 /// e^x elementwise for an Eigen array expression, exact to a few ulps over the whole range.
 template <class X>
 auto safe_exp(const X& x) {
@@ -167,10 +267,144 @@ template <class X>
 auto exact_sqrt(const X& x) {
   return x.unaryExpr(ExactSqrtFunctor<typename X::Scalar>());
 }
+template <class V>
+constexpr bool is_eigen_expr = std::is_base_of<Eigen::EigenBase<V>, V>::value;
+
+/// x^p elementwise through std::pow on every path (Eigen's vectorized pow and libm's differ in
+/// the last bits; pow is rare enough that one path is worth more than the packets).
+template <class X, class P>
+auto scalar_pow(const X& x, const P& p) {
+  using T = typename X::Scalar;
+  if constexpr (std::is_arithmetic<P>::value || !is_eigen_expr<P>) {
+    return x.unaryExpr([p](const T& v) {
+      using std::pow;
+      return T(pow(v, T(p)));
+    });
+  } else {
+    return x.binaryExpr(p, [](const T& v, const T& q) {
+      using std::pow;
+      return T(pow(v, q));
+    });
+  }
+}
+/// log(1 + x) elementwise, the same bits on every path.
+template <class X>
+auto safe_log1p(const X& x) {
+  return x.unaryExpr(Log1pFunctor<typename X::Scalar>());
+}
+/// e^x - 1 elementwise, the same bits on every path.
+template <class X>
+auto safe_expm1(const X& x) {
+  return x.unaryExpr(Expm1Functor<typename X::Scalar>());
+}
 /// tanh x elementwise (a double packet path).
 template <class X>
 auto fast_tanh(const X& x) {
   return x.unaryExpr(TanhFunctor<typename X::Scalar>());
+}
+
+// ---- where(cond, x, a, b): cond(x) ? a : b, elementwise and vectorized ------------------------
+// Eigen 3.4's DenseBase::select has no packet path, so every rule with a branch (relu, abs, clamp,
+// the tails of tanh and sigmoid) ran one element at a time. `where` is a ternary expression whose
+// packet path compares and blends whole packets; both branches are evaluated (they must be safe
+// to compute everywhere), the condition looks at x only.
+
+/// x > 0
+struct IsPositive {
+  template <class T> bool operator()(const T& x) const { return x > T(0); }
+  template <class P> P packet(const P& x) const { return Eigen::internal::pcmp_lt(Eigen::internal::pzero(x), x); }
+};
+/// x < 0
+struct IsNegative {
+  template <class T> bool operator()(const T& x) const { return x < T(0); }
+  template <class P> P packet(const P& x) const { return Eigen::internal::pcmp_lt(x, Eigen::internal::pzero(x)); }
+};
+/// x == 0
+struct IsZero {
+  template <class T> bool operator()(const T& x) const { return x == T(0); }
+  template <class P> P packet(const P& x) const { return Eigen::internal::pcmp_eq(x, Eigen::internal::pzero(x)); }
+};
+/// x <= c
+template <class T>
+struct AtMost {
+  T c;
+  bool operator()(const T& x) const { return x <= c; }
+  template <class P> P packet(const P& x) const { return Eigen::internal::pcmp_le(x, Eigen::internal::pset1<P>(c)); }
+};
+/// x < c
+template <class T>
+struct Below {
+  T c;
+  bool operator()(const T& x) const { return x < c; }
+  template <class P> P packet(const P& x) const { return Eigen::internal::pcmp_lt(x, Eigen::internal::pset1<P>(c)); }
+};
+/// |x| < c
+template <class T>
+struct AbsBelow {
+  T c;
+  bool operator()(const T& x) const { return (x < T(0) ? -x : x) < c; }
+  template <class P> P packet(const P& x) const {
+    return Eigen::internal::pcmp_lt(Eigen::internal::pabs(x), Eigen::internal::pset1<P>(c));
+  }
+};
+/// lo <= x <= hi (false for NaN)
+template <class T>
+struct InRange {
+  T lo, hi;
+  bool operator()(const T& x) const { return x >= lo && x <= hi; }
+  template <class P> P packet(const P& x) const {
+    namespace in = Eigen::internal;
+    return in::pand(in::pcmp_le(in::pset1<P>(lo), x), in::pcmp_le(x, in::pset1<P>(hi)));
+  }
+};
+/// a normal, finite number (neither 0, subnormal, inf nor NaN)
+template <class T>
+struct IsNormal {
+  bool operator()(const T& x) const {
+    const T a = x < T(0) ? -x : x;
+    return a >= std::numeric_limits<T>::min() && a <= std::numeric_limits<T>::max();
+  }
+  template <class P> P packet(const P& x) const {
+    namespace in = Eigen::internal;
+    const P a = in::pabs(x);
+    return in::pand(in::pcmp_le(in::pset1<P>(std::numeric_limits<T>::min()), a),
+                    in::pcmp_le(a, in::pset1<P>(std::numeric_limits<T>::max())));
+  }
+};
+
+template <class Cond, class T>
+struct SelectFunctor {
+  Cond cond;
+  T operator()(const T& x, const T& a, const T& b) const { return cond(x) ? a : b; }
+  template <class P>
+  P packetOp(const P& x, const P& a, const P& b) const {
+    return Eigen::internal::pselect(cond.packet(x), a, b);
+  }
+};
+
+template <class E>
+using ArrayOf = Eigen::Array<typename E::Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+
+// A number becomes a constant expression of x's shape; an expression is passed through by
+// reference (the ternary expression then holds expressions by value and plain arrays by reference,
+// as every Eigen expression does).
+template <class X, class V, std::enable_if_t<!is_eigen_expr<V>, int> = 0>
+auto as_operand(const X& x, const V& v) {
+  return ArrayOf<X>::Constant(x.rows(), x.cols(), typename X::Scalar(v));
+}
+template <class X, class V, std::enable_if_t<is_eigen_expr<V>, int> = 0>
+const V& as_operand(const X&, const V& v) {
+  return v;
+}
+
+/// cond(x) ? a : b elementwise, vectorized; a and b are array expressions of x's shape or numbers.
+template <class Cond, class X, class A, class B>
+auto where(const Cond& cond, const X& x, const A& a, const B& b) {
+  using T = typename X::Scalar;
+  using AV = std::decay_t<decltype(as_operand(x, a))>;
+  using BV = std::decay_t<decltype(as_operand(x, b))>;
+  return Eigen::CwiseTernaryOp<SelectFunctor<Cond, T>, const X, const AV, const BV>(x, as_operand(x, a), as_operand(x, b),
+                                                                                 SelectFunctor<Cond, T>{cond});
 }
 
 }  // namespace detail
@@ -178,6 +412,10 @@ auto fast_tanh(const X& x) {
 
 namespace Eigen {
 namespace internal {
+template <class Cond, class T>
+struct functor_traits<reparam::detail::SelectFunctor<Cond, T>> {
+  enum { Cost = 3, PacketAccess = packet_traits<T>::Vectorizable };
+};
 template <class T>
 struct functor_traits<reparam::detail::SafeExpFunctor<T>> {
   enum { Cost = functor_traits<scalar_exp_op<T>>::Cost + 4, PacketAccess = packet_traits<T>::HasExp };
@@ -185,6 +423,17 @@ struct functor_traits<reparam::detail::SafeExpFunctor<T>> {
 template <class T>
 struct functor_traits<reparam::detail::SafeLogFunctor<T>> {
   enum { Cost = functor_traits<scalar_log_op<T>>::Cost + 4, PacketAccess = packet_traits<T>::HasLog };
+};
+template <class T>
+struct functor_traits<reparam::detail::Log1pFunctor<T>> {
+  enum { Cost = functor_traits<scalar_log_op<T>>::Cost + 8, PacketAccess = packet_traits<T>::HasLog && packet_traits<T>::HasDiv };
+};
+template <class T>
+struct functor_traits<reparam::detail::Expm1Functor<T>> {
+  enum {
+    Cost = functor_traits<scalar_exp_op<T>>::Cost + functor_traits<scalar_log_op<T>>::Cost + 8,
+    PacketAccess = packet_traits<T>::HasExp && packet_traits<T>::HasLog && packet_traits<T>::HasDiv
+  };
 };
 template <class T>
 struct functor_traits<reparam::detail::ExactSqrtFunctor<T>> {

@@ -7,6 +7,48 @@
 #include <reparam/detail/distribution.hpp>
 
 namespace reparam {
+namespace detail {
+
+struct BernoulliEntropyOp {
+  static constexpr const char* name = "Bernoulli.entropy";
+  template <class X, class C> static auto forward(const X& l, const C&) {
+    using T = typename X::Scalar;
+    const auto a = l.abs();
+    const auto e = safe_exp(-a);
+    return safe_log1p(e) + a * e / (T(1) + e);
+  }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& l, const Y&, const C&) {
+    using T = typename G::Scalar;
+    const auto e = safe_exp(-l.abs());
+    return -g * l * e / (T(1) + e).square();
+  }
+};
+struct BernoulliVarianceOp {
+  static constexpr const char* name = "Bernoulli.variance";
+  template <class X, class C> static auto forward(const X& l, const C&) {
+    using T = typename X::Scalar;
+    const auto e = safe_exp(-l.abs());
+    return e / (T(1) + e).square();
+  }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& l, const Y& y, const C&) {
+    using T = typename G::Scalar;
+    return -g * y * fast_tanh(l * T(0.5));
+  }
+};
+struct BernoulliStddevOp {
+  static constexpr const char* name = "Bernoulli.stddev";
+  template <class X, class C> static auto forward(const X& l, const C&) {
+    using T = typename X::Scalar;
+    const auto e = safe_exp(-l.abs() * T(0.5));  // sqrt(e^-|l|) without underflow before it must
+    return e / (T(1) + e.square());
+  }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& l, const Y& y, const C&) {
+    using T = typename G::Scalar;
+    return -g * y * fast_tanh(l * T(0.5)) * T(0.5);
+  }
+};
+
+}  // namespace detail
 
 /// Bernoulli(sigmoid(logits)), elementwise; samples are 0/1.
 template <class T>
@@ -56,11 +98,14 @@ class Bernoulli : public ValueOverloads<Bernoulli<T>, T> {
     return -bce_with_logits(logits_, x);
   }
   /// -p log p - (1 - p) log(1 - p), from the logits (finite for any logit).
-  Var entropy() const { return bce_with_logits(logits_, sigmoid(logits_)); }
+  /// log(1 + e^-|l|) + |l| e^-|l| / (1 + e^-|l|): two positive terms (softplus(l) - l s(l) cancels
+  /// to nothing at l = 40); derivative -l p (1 - p).
+  Var entropy() const { return detail::unary<detail::BernoulliEntropyOp>(logits_); }
   Var mean() const { return probs(); }
-  Var variance() const { return sigmoid(logits_) * sigmoid(-logits_); }
-  /// sqrt(p (1 - p)) = exp((log_sigmoid(l) + log_sigmoid(-l)) / 2): no underflow to 0 before it must.
-  Var stddev() const { return exp((log_sigmoid(logits_) + log_sigmoid(-logits_)) * T(0.5)); }
+  /// p (1 - p) = e^-|l| / (1 + e^-|l|)^2; derivative -p (1 - p) tanh(l / 2) (no 1 - 2p cancellation).
+  Var variance() const { return detail::unary<detail::BernoulliVarianceOp>(logits_); }
+  /// sqrt(p (1 - p)), the same way.
+  Var stddev() const { return detail::unary<detail::BernoulliStddevOp>(logits_); }
 
  private:
   const Var& anchor() const { return logits_; }

@@ -264,7 +264,7 @@ class ExpConcrete : public ValueOverloads<ExpConcrete<T>, T> {
           using std::abs;
           using std::log;
           const T m = v.row(i).maxCoeff();
-          const T lse = m + log((v.row(i).array() - m).exp().sum());
+          const T lse = m + log(detail::safe_exp(v.row(i).array() - m).sum());
           if (!(abs(lse) <= tol))
             detail::throw_domain(op, "rows must be log-probabilities with logsumexp 0 (got " + detail::scalar_str(lse) +
                                          " at row " + std::to_string(i) + ")");

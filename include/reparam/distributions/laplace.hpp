@@ -12,7 +12,7 @@ struct LaplaceCdfOp {
   static constexpr const char* name = "Laplace.cdf";
   template <class X, class C> static auto forward(const X& x, const C&) {
     using T = typename X::Scalar;
-    return (x < T(0)).select(T(0.5) * safe_exp(x), T(1) - T(0.5) * safe_exp(-x));
+    return where(IsNegative{}, x, T(0.5) * safe_exp(x), T(1) - T(0.5) * safe_exp(-x));
   }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
     using T = typename G::Scalar;
@@ -25,7 +25,7 @@ struct LaplaceIcdfOp {
   template <class X, class C> static auto forward(const X& p, const C&) {
     using T = typename X::Scalar;
     // log(2p) below 1/2 and -log(2 (1 - p)) above: 2p and 1 - p are exact
-    return (p < T(0.5)).select(safe_log(T(2) * p), -safe_log(T(2) * (T(1) - p)));
+    return where(Below<T>{T(0.5)}, p, safe_log(T(2) * p), -safe_log(T(2) * (T(1) - p)));
   }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& p, const Y&, const C&) {
     using T = typename G::Scalar;

@@ -4,6 +4,23 @@
 #include <reparam/detail/distribution.hpp>
 
 namespace reparam {
+namespace detail {
+
+// log density of the standard logistic, -|z| - 2 log1p(e^-|z|) (symmetric, no overflow), with
+// derivative -tanh(z / 2): exact near z = 0, where 1 - 2 sigmoid(-z) would cancel.
+struct LogisticLogDensityOp {
+  static constexpr const char* name = "Logistic.log_prob";
+  template <class X, class C> static auto forward(const X& z, const C&) {
+    using T = typename X::Scalar;
+    return -z.abs() - T(2) * safe_log1p(safe_exp(-z.abs()));
+  }
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& z, const Y&, const C&) {
+    using T = typename G::Scalar;
+    return -g * fast_tanh(z * T(0.5));
+  }
+};
+
+}  // namespace detail
 
 /// Logistic(loc, scale). Base noise: u ~ U(0, 1); sample = loc + scale * (log u - log(1 - u)).
 template <class T>
@@ -27,10 +44,9 @@ class Logistic : public LocationScale<T, Logistic<T>> {
   }
 
  private:
-  // -z - 2 softplus(-z) - log scale
+  // f(z) - log scale, f the standard log density (one fused node)
   Var log_prob_impl(const Var& x) const {
-    const Var z = (x - this->loc_) / this->scale_;
-    return -z - T(2) * softplus(-z) - log(this->scale_);
+    return detail::unary<detail::LogisticLogDensityOp>((x - this->loc_) / this->scale_) - log(this->scale_);
   }
   Var cdf_impl(const Var& x) const { return sigmoid((x - this->loc_) / this->scale_); }
   Var icdf_impl(const Var& p) const { return this->loc_ + this->scale_ * (log(p) - log1p(-p)); }

@@ -7,6 +7,7 @@
 /// built on it.
 
 #include <reparam/detail/distribution.hpp>
+#include <reparam/distributions/logistic.hpp>
 
 namespace reparam {
 
@@ -129,8 +130,9 @@ class LogitRelaxedBernoulli : public ValueOverloads<LogitRelaxedBernoulli<T>, T>
     detail::check_value_shape(op, x, R_, C_);
   }
   Var log_prob_unchecked(const Var& y) const {
-    const Var d = logits_ - tau_ * y;
-    return log(tau_) + d - T(2) * softplus(d);
+    // log tau + f(logits - tau y), f the standard logistic log density (a fused node whose
+    // derivative -tanh(d / 2) does not cancel near d = 0)
+    return log(tau_) + detail::unary<detail::LogisticLogDensityOp>(logits_ - tau_ * y);
   }
 
   template <class Op, class G>

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include <reparam/detail/math.hpp>
 #include <reparam/ops/engine.hpp>
 
 namespace reparam {
@@ -40,16 +41,17 @@ struct DivOp {
 
 struct PowOp {
   static constexpr const char* name = "pow";
-  template <class A, class B> static auto forward(const A& a, const B& b) { return a.pow(b); }
-  // d(a^b)/da = b a^(b-1)
-  template <class G, class A, class B, class Y> static auto da(const G& g, const A& a, const B& b, const Y&) {
+  template <class A, class B> static auto forward(const A& a, const B& b) { return scalar_pow(a, b); }
+  // d(a^b)/da = b a^(b-1), computed as b y / a where y = a^b is a normal number (b - 1 would be
+  // rounded, an error that a^(b-1) multiplies by |log a|); 0 where b = 0
+  template <class G, class A, class B, class Y> static auto da(const G& g, const A& a, const B& b, const Y& y) {
     using T = typename G::Scalar;
-    return (b == T(0)).select(T(0), g * b * a.pow(b - T(1)));
+    return where(IsZero{}, b, T(0), g * where(IsNormal<T>{}, y, b * y / a, b * scalar_pow(a, b - T(1))));
   }
   // d(a^b)/db = a^b log a; taken as 0 where a^b = 0 (as PyTorch does), not 0 * -inf
   template <class G, class A, class B, class Y> static auto db(const G& g, const A& a, const B&, const Y& y) {
     using T = typename G::Scalar;
-    return (y == T(0)).select(T(0), g * y * a.log());
+    return where(IsZero{}, y, T(0), g * y * safe_log(a));
   }
 };
 

@@ -23,7 +23,7 @@ struct LogOp {
 };
 struct Log1pOp {
   static constexpr const char* name = "log1p";
-  template <class X, class C> static auto forward(const X& x, const C&) { return x.log1p(); }
+  template <class X, class C> static auto forward(const X& x, const C&) { return safe_log1p(x); }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
     using T = typename G::Scalar;
     return g / (x + T(1));  // 1/(1+x)
@@ -31,7 +31,7 @@ struct Log1pOp {
 };
 struct Expm1Op {
   static constexpr const char* name = "expm1";
-  template <class X, class C> static auto forward(const X& x, const C&) { return x.expm1(); }
+  template <class X, class C> static auto forward(const X& x, const C&) { return safe_expm1(x); }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
     return g * safe_exp(x);  // e^x (not y + 1, which overflows one step early and loses the tail)
   }
@@ -54,9 +54,13 @@ struct SquareOp {
 };
 struct PowScalarOp {
   static constexpr const char* name = "pow";
-  template <class X, class C> static auto forward(const X& x, const C& p) { return x.pow(p); }
-  // p x^(p-1); the p == 0 case is recorded as ZeroPowOp, so no 0 * inf arises at x = 0
-  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C& p) { return g * (p * x.pow(p - C(1))); }
+  template <class X, class C> static auto forward(const X& x, const C& p) { return scalar_pow(x, p); }
+  // p x^(p-1), as p y / x where y = x^p is a normal number (p - 1 is rounded, an error that
+  // x^(p-1) multiplies by |log x|: 1e-14 at x = 1e-100, p = 1/3); the p == 0 case is recorded as
+  // ZeroPowOp, so no 0 * inf arises at x = 0
+  template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y& y, const C& p) {
+    return g * where(IsNormal<C>{}, y, p * y / x, p * scalar_pow(x, p - C(1)));
+  }
 };
 struct ZeroPowOp {  // x^0 = 1, derivative 0 everywhere
   static constexpr const char* name = "pow";
@@ -69,7 +73,7 @@ struct AbsOp {
   // sign(x), 0 at 0 (comparisons, not Eigen's sign(), which needs isnan on the scalar)
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
     using T = typename G::Scalar;
-    return (x > T(0)).select(g, (x < T(0)).select(-g, T(0)));
+    return where(IsPositive{}, x, g, where(IsNegative{}, x, -g, T(0)));
   }
 };
 struct TanhOp {
@@ -80,22 +84,24 @@ struct TanhOp {
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y& y, const C&) {
     using T = typename G::Scalar;
     const auto e = safe_exp(T(-2) * x.abs());
-    return g * (y.abs() < T(0.625)).select(T(1) - y.square(), T(4) * e / (T(1) + e).square());
+    return g * where(AbsBelow<T>{T(0.625)}, y, T(1) - y.square(), T(4) * e / (T(1) + e).square());
   }
 };
 struct SigmoidOp {
   static constexpr const char* name = "sigmoid";
-  // 1 / (1 + e^-x): e^-x = inf gives exactly 0, so any x is safe
+  // with e = e^-|x| in (0, 1]: e / (1 + e) for x < 0 (exact down to subnormal results, where
+  // 1 / (1 + e^-x) would give 0 once e^-x overflows), 1 / (1 + e) beyond
   template <class X, class C> static auto forward(const X& x, const C&) {
     using T = typename X::Scalar;
-    return (T(1) + safe_exp(-x)).inverse();
+    const auto e = safe_exp(-x.abs());
+    return where(IsNegative{}, x, e / (T(1) + e), (T(1) + e).inverse());
   }
   // s (1 - s): as y (1 - y) for x <= 0, beyond as e / (1 + e)^2 with e = e^-x, exact where y has
   // rounded to 1
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y& y, const C&) {
     using T = typename G::Scalar;
     const auto e = safe_exp(-x.abs());
-    return g * (x <= T(0)).select(y * (T(1) - y), e / (T(1) + e).square());
+    return g * where(AtMost<T>{T(0)}, x, y * (T(1) - y), e / (T(1) + e).square());
   }
 };
 struct LogSigmoidOp {
@@ -103,7 +109,7 @@ struct LogSigmoidOp {
   // log s(x) = min(x, 0) - log1p(e^-|x|): no overflow, exact in both tails
   template <class X, class C> static auto forward(const X& x, const C&) {
     using T = typename X::Scalar;
-    return x.min(T(0)) - safe_exp(-x.abs()).log1p();
+    return x.min(T(0)) - safe_log1p(safe_exp(-x.abs()));
   }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
     using T = typename G::Scalar;
@@ -118,7 +124,7 @@ struct ReluOp {
   }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
     using T = typename G::Scalar;
-    return (x > T(0)).select(g, T(0));  // 1 for x > 0, else 0
+    return where(IsPositive{}, x, g, T(0));  // 1 for x > 0, else 0
   }
 };
 struct SoftplusOp {
@@ -126,7 +132,7 @@ struct SoftplusOp {
   // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): exact for any x (PyTorch switches to x above 20)
   template <class X, class C> static auto forward(const X& x, const C&) {
     using T = typename X::Scalar;
-    return x.max(T(0)) + safe_exp(-x.abs()).log1p();
+    return x.max(T(0)) + safe_log1p(safe_exp(-x.abs()));
   }
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y&, const C&) {
     using T = typename G::Scalar;
@@ -202,7 +208,7 @@ BasicVar<T> clamp(const BasicVar<T>& a, detail::same_t<T> lo, detail::same_t<T> 
       x.rows(), x.cols(), [&](auto y) { y.array() = x.array().max(lo).min(hi); },
       [lo, hi](Backward<T>& bw) {
         const detail::CMap<T> x = bw.input(0);
-        bw.with_grad([&](const auto& g) { bw.add(0, (x.array() >= lo && x.array() <= hi).select(g, T(0))); });
+        bw.with_grad([&](const auto& g) { bw.add(0, detail::where(detail::InRange<T>{lo, hi}, x.array(), g, T(0))); });
       });
 }
 

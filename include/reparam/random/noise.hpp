@@ -10,6 +10,7 @@
 
 #include <Eigen/Core>
 
+#include <reparam/detail/math.hpp>
 #include <reparam/matrix.hpp>
 #include <reparam/random/generator.hpp>
 
@@ -103,7 +104,7 @@ void gumbel_from_uniform(T* e, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) e[i] = -log_positive(-log_positive(e[i]));
   } else {
     auto a = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>(e, static_cast<Index>(n));
-    a = -(-a.log()).log();
+    a = -safe_log(-safe_log(a));
   }
 }
 
@@ -114,7 +115,7 @@ void logistic_from_uniform(T* e, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) e[i] = log_positive(e[i] / (1.0f - e[i]));
   } else {
     auto a = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>(e, static_cast<Index>(n));
-    a = (a / (T(1) - a)).log();
+    a = safe_log(a / (T(1) - a));
   }
 }
 
