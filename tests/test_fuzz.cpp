@@ -267,7 +267,8 @@ TEST_CASE("fuzz: random misuse throws a reparam error or works, never crashes", 
         default: y = mean(a) + sum(b); break;
       }
       t.backward(sum(y));
-      REQUIRE(y.value().allFinite());
+      // (Eigen's allFinite walks the columns of a 0 x 2^62 matrix one by one: check sizes first)
+      REQUIRE((y.size() == 0 || y.value().allFinite()));
       ++worked;
     } catch (const ShapeError& e) {
       REQUIRE(std::string(e.what()).rfind("reparam: ", 0) == 0);
