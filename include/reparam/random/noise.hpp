@@ -134,8 +134,8 @@ constexpr T unit_hi() {
 /// -log(2 (1 - u)) above (2u and 1 - u are exact, so the extremes are finite).
 template <class T>
 void laplace_from_uniform(T* e, std::size_t n) {
-  using std::log;
-  for (std::size_t i = 0; i < n; ++i) e[i] = e[i] < T(0.5) ? log(T(2) * e[i]) : -log(T(2) * (T(1) - e[i]));
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> a(e, static_cast<Eigen::Index>(n));
+  a = where(Below<T>{T(0.5)}, a, safe_log(T(2) * a), -safe_log(T(2) * (T(1) - a)));  // vectorized, both branches
 }
 
 }  // namespace detail
