@@ -152,31 +152,15 @@ struct AffineNoiseOp {  // y = loc + scale * e
 
 template <class Op, class T>
 void noise_backward(Backward<T>& bw, const T* noise) {
-  const Index R = bw.rows(), C = bw.cols();
-  const CMap<T> a = bw.input(0), b = bw.input(1), e(noise, R, C), y = bw.value();
-  const bool da = bw.needs(0), db = bw.needs(1);
-  bool assign_a = false, assign_b = false;
-  MMap<T> ga = da ? target(bw, 0, R, C, assign_a) : MMap<T>(nullptr, 0, 0);
-  MMap<T> gb = db ? target(bw, 1, R, C, assign_b) : MMap<T>(nullptr, 0, 0);
-  const Index nb = block_rows(a, b, R, C);
-  const bool gconst = bw.grad_is_constant();
-  const CMap<T> g = gconst ? CMap<T>(nullptr, 0, 0) : bw.grad();
-  const T g0 = gconst ? bw.grad_constant() : T(0);
-  for (Index i0 = 0; i0 < R; i0 += nb)
-    with_block(a, i0, nb, R, C, [&](const auto& A) {
-      with_block(b, i0, nb, R, C, [&](const auto& B) {
-        const auto E = e.middleRows(i0, nb).array();
-        const auto Y = y.middleRows(i0, nb).array();
-        auto run = [&](const auto& G) {
-          if (da) sink(bw, 0, ga, assign_a, i0, nb, R, C, Op::da(G, A, B, E, Y));
-          if (db) sink(bw, 1, gb, assign_b, i0, nb, R, C, Op::db(G, A, B, E, Y));
-        };
-        if (gconst)
-          run(RowArray<T>::Constant(nb, C, g0));
-        else
-          run(g.middleRows(i0, nb).array());
+  const CMap<T> e(noise, bw.rows(), bw.cols()), y = bw.value();
+  broadcast_backward(
+      bw,
+      [&](const auto& G, const auto& A, const auto& B, Index i0, Index nb) {
+        return Op::da(G, A, B, e.middleRows(i0, nb).array(), y.middleRows(i0, nb).array());
+      },
+      [&](const auto& G, const auto& A, const auto& B, Index i0, Index nb) {
+        return Op::db(G, A, B, e.middleRows(i0, nb).array(), y.middleRows(i0, nb).array());
       });
-    });
 }
 
 /// Records y = Op(a, b, noise) of shape R x C; `fill(noise)` writes the R x C base noise.
@@ -232,6 +216,24 @@ class ValueOverloads {
   BasicVar<T> prob(const X& x) const {
     return exp(self().log_prob(x));
   }
+  /// A sample without gradient of the batch shape, in a new matrix (`sample(g, out)`, which every
+  /// distribution defines, fills a caller's matrix without allocating).
+  template <class G>
+  Matrix<T> sample(G& g) const {
+    Matrix<T> out(self().rows(), self().cols());
+    self().sample(g, out);
+    return out;
+  }
+  /// A sample without gradient of shape rows x cols containing the batch shape (e.g. n rows of a
+  /// 1 x C batch), for the elementwise families, whose `sample(g, out)` keeps out's shape.
+  template <class G>
+  Matrix<T> sample(G& g, Index rows, Index cols) const {
+    static_assert(D::samples_any_shape, "this distribution samples its batch shape only: use sample(g)");
+    detail::check_sample_shape({D::name, "sample"}, rows, cols, self().rows(), self().cols());
+    Matrix<T> out(rows, cols);
+    self().sample(g, out);
+    return out;
+  }
 
  protected:
   const D& self() const { return static_cast<const D&>(*this); }
@@ -268,6 +270,8 @@ class LocationScale : public CdfOverloads<D, T> {
   using CdfOverloads<D, T>::log_prob;
   using CdfOverloads<D, T>::cdf;
   using CdfOverloads<D, T>::icdf;
+  using CdfOverloads<D, T>::sample;
+  static constexpr bool samples_any_shape = true;
 
   const Var& loc() const noexcept { return loc_; }
   const Var& scale() const noexcept { return scale_; }
@@ -305,21 +309,6 @@ class LocationScale : public CdfOverloads<D, T> {
     check_noise_shape(noise.rows(), noise.cols());
     check_base_noise(noise.value());
     return loc_ + scale_ * D::noise_var(noise);
-  }
-  /// A sample without gradient, of the batch shape (a new matrix).
-  template <class G>
-  Matrix<T> sample(G& g) const {
-    Matrix<T> out(R_, C_);
-    sample(g, out);
-    return out;
-  }
-  /// A sample without gradient of shape rows x cols (containing the batch shape).
-  template <class G>
-  Matrix<T> sample(G& g, Index rows, Index cols) const {
-    detail::check_sample_shape({D::name, "sample"}, rows, cols, R_, C_);
-    Matrix<T> out(rows, cols);
-    sample(g, out);
-    return out;
   }
   /// A sample without gradient into `out`, whose shape (rows x cols, containing the batch shape)
   /// is kept: no allocation.

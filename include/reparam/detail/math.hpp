@@ -273,7 +273,7 @@ constexpr bool is_eigen_expr = std::is_base_of<Eigen::EigenBase<V>, V>::value;
 template <class X, class P>
 auto scalar_pow(const X& x, const P& p) {
   using T = typename X::Scalar;
-  if constexpr (std::is_arithmetic<P>::value || !is_eigen_expr<P>) {
+  if constexpr (!is_eigen_expr<P>) {
     return x.unaryExpr([p](const T& v) {
       using std::pow;
       return T(pow(v, T(p)));
@@ -395,14 +395,29 @@ const V& as_operand(const X&, const V& v) {
   return v;
 }
 
+template <class T, class V>
+T value_of(const V& v) {
+  if constexpr (is_eigen_expr<V>)
+    return v.value();
+  else
+    return T(v);
+}
+
 /// cond(x) ? a : b elementwise, vectorized; a and b are array expressions of x's shape or numbers.
+/// On a fixed 1x1 operand (the tape's scalar path) only the chosen branch is evaluated.
 template <class Cond, class X, class A, class B>
 auto where(const Cond& cond, const X& x, const A& a, const B& b) {
   using T = typename X::Scalar;
-  using AV = std::decay_t<decltype(as_operand(x, a))>;
-  using BV = std::decay_t<decltype(as_operand(x, b))>;
-  return Eigen::CwiseTernaryOp<SelectFunctor<Cond, T>, const X, const AV, const BV>(x, as_operand(x, a), as_operand(x, b),
-                                                                                 SelectFunctor<Cond, T>{cond});
+  if constexpr (X::SizeAtCompileTime == 1) {
+    // a constant expression (held by value in the caller's expression; a plain 1x1 array would be
+    // held by reference and dangle)
+    return Eigen::Array<T, 1, 1>::Constant(cond(x.value()) ? value_of<T>(a) : value_of<T>(b));
+  } else {
+    using AV = std::decay_t<decltype(as_operand(x, a))>;
+    using BV = std::decay_t<decltype(as_operand(x, b))>;
+    return Eigen::CwiseTernaryOp<SelectFunctor<Cond, T>, const X, const AV, const BV>(x, as_operand(x, a), as_operand(x, b),
+                                                                                   SelectFunctor<Cond, T>{cond});
+  }
 }
 
 }  // namespace detail

@@ -58,6 +58,8 @@ class Bernoulli : public ValueOverloads<Bernoulli<T>, T> {
 
  public:
   using Base::log_prob;
+  using Base::sample;
+  static constexpr bool samples_any_shape = false;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "Bernoulli";
@@ -73,14 +75,8 @@ class Bernoulli : public ValueOverloads<Bernoulli<T>, T> {
   Index cols() const noexcept { return C_; }
   Var probs() const { return sigmoid(logits_); }
 
-  /// 1 where u < sigmoid(logits), i.e. where log u - log(1 - u) < logits (exact at any logit).
-  template <class G>
-  Matrix<T> sample(G& g) const {
-    Matrix<T> out(R_, C_);
-    sample(g, out);
-    return out;
-  }
-  /// The same into `out`, resized to the logits' shape (no allocation when it has it).
+  /// 1 where u < sigmoid(logits), i.e. where log u - log(1 - u) < logits (exact at any logit), into
+  /// `out`, resized to the logits' shape (no allocation when it has it); `sample(g)` returns one.
   template <class G>
   void sample(G& g, Matrix<T>& out) const {
     const detail::CMap<T> l = logits_.value();

@@ -75,6 +75,8 @@ class Categorical : public ValueOverloads<Categorical<T>, T> {
 
  public:
   using Base::log_prob;
+  using Base::sample;
+  static constexpr bool samples_any_shape = false;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "Categorical";
@@ -106,14 +108,8 @@ class Categorical : public ValueOverloads<Categorical<T>, T> {
     sample_indices(g, out);
     return out;
   }
-  /// One-hot rows (R x K) of `sample_indices` (a new matrix).
-  template <class G>
-  Matrix<T> sample(G& g) const {
-    Matrix<T> x(R_, K_);
-    sample(g, x);
-    return x;
-  }
-  /// The same into `out`, resized to R x K (no allocation when it has that shape).
+  /// One-hot rows (R x K) of `sample_indices`, into `out`, resized to R x K (no allocation when it
+  /// has that shape); `sample(g)` returns a new matrix.
   template <class G>
   void sample(G& g, Matrix<T>& out) const {
     out.setZero(R_, K_);

@@ -23,6 +23,8 @@ class Concrete : public ValueOverloads<Concrete<T>, T> {
 
  public:
   using Base::log_prob;
+  using Base::sample;
+  static constexpr bool samples_any_shape = false;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "Concrete";
@@ -67,14 +69,8 @@ class Concrete : public ValueOverloads<Concrete<T>, T> {
   Var reparameterize_hard(const Eigen::DenseBase<U>& u) const {
     return detail::harden_rows(reparameterize(u));
   }
-  /// A sample without gradient (rows on the simplex; a new matrix).
-  template <class G>
-  Matrix<T> sample(G& g) const {
-    Matrix<T> out(rows(), cols());
-    base_.sample_into(g, out, false);
-    return out;
-  }
-  /// A sample without gradient into `out` (rows x K): no allocation.
+  /// A sample without gradient (rows on the simplex) into `out` (rows x K): no allocation;
+  /// `sample(g)` returns a new matrix.
   template <class G>
   void sample(G& g, Matrix<T>& out) const {
     base_.sample_into(g, out, false);

@@ -210,6 +210,8 @@ class ExpConcrete : public ValueOverloads<ExpConcrete<T>, T> {
 
  public:
   using Base::log_prob;
+  using Base::sample;
+  static constexpr bool samples_any_shape = false;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "ExpConcrete";
@@ -239,13 +241,7 @@ class ExpConcrete : public ValueOverloads<ExpConcrete<T>, T> {
   Var reparameterize(const Eigen::DenseBase<U>& u) const {
     return from_uniforms(u, true);
   }
-  /// A sample without gradient (a new matrix; `sample(g, out)` reuses out's storage).
-  template <class G>
-  Matrix<T> sample(G& g) const {
-    Matrix<T> out(R_, K_);
-    sample_into(g, out, true);
-    return out;
-  }
+  /// A sample without gradient into `out` (rows x K; `sample(g)` returns a new matrix).
   template <class G>
   void sample(G& g, Matrix<T>& out) const {
     sample_into(g, out, true);

@@ -55,6 +55,8 @@ class LogitRelaxedBernoulli : public ValueOverloads<LogitRelaxedBernoulli<T>, T>
 
  public:
   using Base::log_prob;
+  using Base::sample;
+  static constexpr bool samples_any_shape = true;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "LogitRelaxedBernoulli";
@@ -81,19 +83,6 @@ class LogitRelaxedBernoulli : public ValueOverloads<LogitRelaxedBernoulli<T>, T>
   template <class U>
   Var reparameterize(const Eigen::DenseBase<U>& u) const {
     return from_uniforms<detail::LogitRelaxedOp>(u);
-  }
-  template <class G>
-  Matrix<T> sample(G& g) const {
-    Matrix<T> out(R_, C_);
-    sample(g, out);
-    return out;
-  }
-  template <class G>
-  Matrix<T> sample(G& g, Index rows, Index cols) const {
-    detail::check_sample_shape({name, "sample"}, rows, cols, this->rows(), this->cols());
-    Matrix<T> out(rows, cols);
-    sample(g, out);
-    return out;
   }
   template <class G>
   void sample(G& g, Matrix<T>& out) const {

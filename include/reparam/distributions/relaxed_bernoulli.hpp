@@ -24,6 +24,8 @@ class RelaxedBernoulli : public CdfOverloads<RelaxedBernoulli<T>, T> {
   using Base::cdf;
   using Base::icdf;
   using Base::log_prob;
+  using Base::sample;
+  static constexpr bool samples_any_shape = true;
   using Scalar = T;
   using Var = BasicVar<T>;
   static constexpr const char* name = "RelaxedBernoulli";
@@ -59,19 +61,6 @@ class RelaxedBernoulli : public CdfOverloads<RelaxedBernoulli<T>, T> {
   template <class U>
   Var reparameterize_hard(const Eigen::DenseBase<U>& u) const {
     return harden(reparameterize(u));
-  }
-  template <class G>
-  Matrix<T> sample(G& g) const {
-    Matrix<T> out(rows(), cols());
-    sample(g, out);
-    return out;
-  }
-  template <class G>
-  Matrix<T> sample(G& g, Index rows, Index cols) const {
-    detail::check_sample_shape({name, "sample"}, rows, cols, this->rows(), this->cols());
-    Matrix<T> out(rows, cols);
-    sample(g, out);
-    return out;
   }
   template <class G>
   void sample(G& g, Matrix<T>& out) const {

@@ -70,19 +70,16 @@ BasicVar<T> unary(const BasicVar<T>& a, T c = T(0)) {
 
 // ---- binary with broadcasting: y = Op::forward(a, b); da, db from Op::da / Op::db ----------------
 
-template <class Op, class T>
-void binary_backward(Backward<T>& bw) {
+/// The backward sweep of a two-operand node whose operands broadcast to its R x C shape: block by
+/// block of rows, `da(G, A, B, i0, nb)` and `db(...)` give the partial products for rows
+/// i0..i0+nb (G the incoming gradient, A and B the operands' blocks, broadcast), summed back to
+/// each operand's shape. Shared by `binary` and the distributions' fused sample nodes.
+template <class T, class Da, class Db>
+void broadcast_backward(Backward<T>& bw, Da&& da_fn, Db&& db_fn) {
   const Index R = bw.rows(), C = bw.cols();
-  const CMap<T> y = bw.value();
   const CMap<T> a = bw.input(0);
   const CMap<T> b = bw.input(1);
   const bool da = bw.needs(0), db = bw.needs(1);
-  if (R * C == 1) {  // both operands 1x1: scalar code
-    const Scalar1<T> G(bw.grad_constant()), A(a(0, 0)), B(b(0, 0)), Y(y(0, 0));
-    if (da) bw.add_scalar(0, Op::da(G, A, B, Y).value());
-    if (db) bw.add_scalar(1, Op::db(G, A, B, Y).value());
-    return;
-  }
   bool assign_a = false, assign_b = false;
   // In this order: if a and b are one node, a's first write assigns and b's adds, block by block.
   MMap<T> ga = da ? target(bw, 0, R, C, assign_a) : MMap<T>(nullptr, 0, 0);
@@ -95,8 +92,8 @@ void binary_backward(Backward<T>& bw) {
     with_block(a, i0, nb, R, C, [&](const auto& A) {
       with_block(b, i0, nb, R, C, [&](const auto& B) {
         auto run = [&](const auto& G) {
-          if (da) sink(bw, 0, ga, assign_a, i0, nb, R, C, Op::da(G, A, B, y.middleRows(i0, nb).array()));
-          if (db) sink(bw, 1, gb, assign_b, i0, nb, R, C, Op::db(G, A, B, y.middleRows(i0, nb).array()));
+          if (da) sink(bw, 0, ga, assign_a, i0, nb, R, C, da_fn(G, A, B, i0, nb));
+          if (db) sink(bw, 1, gb, assign_b, i0, nb, R, C, db_fn(G, A, B, i0, nb));
         };
         if (gconst)
           run(RowArray<T>::Constant(nb, C, g0));
@@ -105,6 +102,21 @@ void binary_backward(Backward<T>& bw) {
       });
     });
   }
+}
+
+template <class Op, class T>
+void binary_backward(Backward<T>& bw) {
+  const CMap<T> y = bw.value();
+  if (bw.rows() * bw.cols() == 1) {  // both operands 1x1: scalar code
+    const CMap<T> a = bw.input(0), b = bw.input(1);
+    const Scalar1<T> G(bw.grad_constant()), A(a(0, 0)), B(b(0, 0)), Y(y(0, 0));
+    if (bw.needs(0)) bw.add_scalar(0, Op::da(G, A, B, Y).value());
+    if (bw.needs(1)) bw.add_scalar(1, Op::db(G, A, B, Y).value());
+    return;
+  }
+  broadcast_backward(
+      bw, [&](const auto& G, const auto& A, const auto& B, Index i0, Index nb) { return Op::da(G, A, B, y.middleRows(i0, nb).array()); },
+      [&](const auto& G, const auto& A, const auto& B, Index i0, Index nb) { return Op::db(G, A, B, y.middleRows(i0, nb).array()); });
 }
 
 /// Records y = Op(x, z) elementwise with broadcasting.
