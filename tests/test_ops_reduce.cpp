@@ -104,3 +104,31 @@ TEST_CASE("logsumexp of a row of -inf is -inf, not NaN (masking idiom)", "[ops][
   CHECK(softmax(x).value()(1, 0) == 1.0);
   CHECK(softmax(x).value()(1, 1) == 0.0);
 }
+
+TEST_CASE("a dominant category keeps its tiny log-probability and gradient (closed forms)", "[ops][reduce][extreme]") {
+  // logits (40, 0): p0 = 1 / (1 + e^-40), log p0 = -log1p(e^-40) = -4.25e-18 (x - logsumexp(x) gives 0)
+  Tape tape;
+  Mat m(1, 2);
+  m << 40, 0;
+  const Var x = tape.variable(m);
+  const double e = std::exp(-40.0), lp0 = -std::log1p(e), p1 = e / (1 + e);
+  const Var lsm = log_softmax(x);
+  CHECK(test::close(lsm.value()(0, 0), lp0, 1e-15));
+  // d log p0 / d x0 = 1 - p0 = p1 (1 - p0 rounds to 0 when computed as 1 - p0)
+  tape.backward(sum(lsm * Mat((Mat(1, 2) << 1, 0).finished())));
+  CHECK(test::close(x.grad()(0, 0), p1, 1e-15));
+  CHECK(test::close(x.grad()(0, 1), -p1, 1e-15));
+  // softmax: d p0 / d x0 = p0 p1
+  tape.clear();
+  const Var x2 = tape.variable(m);
+  tape.backward(sum(softmax(x2) * Mat((Mat(1, 2) << 1, 0).finished())));
+  CHECK(test::close(x2.grad()(0, 0), p1 / (1 + e), 1e-15));
+  // the Categorical entropy near uniform logits: H = log 2 - x^2 / 2 + ..., dH/dx0 = -(x0 - x1) / 4 + ...
+  tape.clear();
+  Mat u(1, 2);
+  u << 1e-20, -1e-20;
+  const Var l = tape.variable(u);
+  tape.backward(sum(Categorical<double>(l).entropy()));
+  CHECK(test::close(l.grad()(0, 0), -0.5e-20, 1e-15));
+  CHECK(test::close(l.grad()(0, 1), 0.5e-20, 1e-15));
+}

@@ -165,11 +165,16 @@ struct ExactSqrtFunctor {
 /// keeps Eigen's packet tanh.
 template <class T>
 struct TanhFunctor {
-  // libm on the scalar path (the 1x1 tape nodes of a scalar chain are 20% faster with it); it
-  // and the packet code agree to an ulp or two (tanh is well conditioned: nothing amplifies that)
+  // double: libm on the scalar path (the 1x1 tape nodes of a scalar chain are 20% faster with
+  // it); it and the packet code agree to an ulp (tanh is well conditioned: nothing amplifies
+  // that). float: the packet code on one lane (libm and Eigen's float tanh differ by 2 ulps).
   T operator()(const T& x) const {
-    using std::tanh;
-    return tanh(x);
+    if constexpr (!std::is_same<T, double>::value && lane_path<T>) {
+      return on_one_lane(*this, x);
+    } else {
+      using std::tanh;
+      return tanh(x);
+    }
   }
   template <class Packet>
   Packet packetOp(const Packet& x) const {
@@ -299,6 +304,111 @@ auto safe_expm1(const X& x) {
 template <class X>
 auto fast_tanh(const X& x) {
   return x.unaryExpr(TanhFunctor<typename X::Scalar>());
+}
+
+// ---- rows of a softmax where one entry dominates ----------------------------------------------
+// With w shifted so that its largest entry is 0, log(sum e^w) = log(1 + s), s the sum over the
+// other entries. Rounding 1 + s first loses s when it is below an ulp of 1, and the dominant
+// log-probability -log(1 + s) comes out as 0 instead of -s: log1p(s) keeps it to the last bit.
+// Likewise g_j - <g, y> for the dominant softmax entry y_j is sum_{k != j} y_k (g_j - g_k) (as
+// 1 - y_j is the sum of the others), where the plain difference cancels.
+
+// Rows are often short (K = 10): their sums are plain loops, in an order that does not depend on
+// where the row sits in memory (a row gives the same bits alone and inside a batch). Rows of 32 or
+// more reduce with Eigen's vectorized sums, whose order follows the alignment: there a row may
+// differ by an ulp between positions in a batch.
+template <class T>
+T row_sum(const T* a, std::ptrdiff_t K) {
+  if (K >= 32) return Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(a, K).sum();
+  T s = T(0);
+  for (std::ptrdiff_t k = 0; k < K; ++k) s += a[k];
+  return s;
+}
+template <class T>
+T row_max(const T* a, std::ptrdiff_t K) {
+  if (K >= 32) return Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(a, K).maxCoeff();
+  T m = a[0];
+  for (std::ptrdiff_t k = 1; k < K; ++k) m = a[k] > m ? a[k] : m;
+  return m;
+}
+
+template <class T>
+T row_dot(const T* a, const T* b, std::ptrdiff_t K) {
+  using V = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+  if (K >= 32) return (V(a, K) * V(b, K)).sum();
+  T s = T(0);
+  for (std::ptrdiff_t k = 0; k < K; ++k) s += a[k] * b[k];
+  return s;
+}
+
+/// sum_k e^(x_k - m) over a row (the short-row rule above).
+template <class T>
+T sum_exp(const T* x, std::ptrdiff_t K, T m) {
+  if (K >= 32) return safe_exp(Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(x, K) - m).sum();
+  T s = T(0);
+  for (std::ptrdiff_t k = 0; k < K; ++k) s += SafeExpFunctor<T>()(x[k] - m);
+  return s;
+}
+
+/// Index of the first largest entry of a row of K > 0 (NaN entries are never chosen over others).
+template <class T>
+std::ptrdiff_t row_argmax(const T* w, std::ptrdiff_t K) {
+  // long rows: a vectorized max, then the first entry equal to it (NaN rows fall through to the loop)
+  if (K >= 32) {
+    const T m = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(w, K).maxCoeff();
+    for (std::ptrdiff_t k = 0; k < K; ++k)
+      if (w[k] == m) return k;
+  }
+  // short rows branch-free (conditional moves): random rows would mispredict a branch every few entries
+  std::ptrdiff_t j = 0;
+  T best = w[0];
+  for (std::ptrdiff_t k = 1; k < K; ++k) {
+    const bool gt = w[k] > best;
+    best = gt ? w[k] : best;
+    j = gt ? k : j;
+  }
+  return j;
+}
+
+/// log(sum_k e^{x_k - m}) of a row of K > 0 whose (first) largest entry x_j is m (shifted by its
+/// max), as log1p of the others; rows shifted by 0 because they hold an infinity take the plain sum.
+template <class T>
+T log_sum_exp_at(const T* x, std::ptrdiff_t K, std::ptrdiff_t j, T m = T(0)) {
+  if (!(x[j] - m == T(0))) {
+    using std::log;
+    return log(sum_exp(x, K, m));
+  }
+  return Log1pFunctor<T>()(sum_exp(x, j, m) + sum_exp(x + j + 1, K - j - 1, m));
+}
+/// The same, finding the largest entry.
+template <class T>
+T log_sum_exp_shifted(const T* x, std::ptrdiff_t K, T m = T(0)) {
+  return log_sum_exp_at(x, K, row_argmax(x, K), m);
+}
+
+/// g_j - e^{y_j} sum(g) for the largest entry j of a log-softmax row y, as
+/// -expm1(y_j) g_j - e^{y_j} sum_{k != j} g_k (exact when e^{y_j} ~ 1).
+template <class T>
+T log_softmax_dominant(const T* g, const T* y, std::ptrdiff_t K, std::ptrdiff_t j) {
+  T others = T(0);
+  for (std::ptrdiff_t k = 0; k < K; ++k)
+    if (k != j) others += g[k];
+  const T e = safe_exp(Eigen::Array<T, 1, 1>(y[j]))(0);
+  return -Expm1Functor<T>()(y[j]) * g[j] - e * others;
+}
+
+/// g_j - <g, y> for the largest entry j of a softmax row y (valid for any j; exact when y_j ~ 1).
+template <class T>
+EIGEN_STRONG_INLINE T dominant_centered(const T* g, const T* y, std::ptrdiff_t K, std::ptrdiff_t j) {
+  // the k = j term is exactly 0, so the sum may run over every k (no branch; vectorized when long)
+  const T gj = g[j];
+  if (K >= 32) {
+    using V = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+    return (V(y, K) * (gj - V(g, K))).sum();
+  }
+  T c = T(0);
+  for (std::ptrdiff_t k = 0; k < K; ++k) c += y[k] * (gj - g[k]);
+  return c;
 }
 
 // ---- where(cond, x, a, b): cond(x) ? a : b, elementwise and vectorized ------------------------

@@ -11,11 +11,13 @@
 namespace reparam {
 namespace detail {
 
-// Per row, from lp = log_softmax(logits): p = e^lp and q = 1 - p = -expm1(lp) (exact when p ~ 1).
-//   variance v = p q:        dl_j = g_j (q_j - p_j) p_j - p_j sum_k g_k (q_k - p_k) p_k
-//   stddev   s = sqrt(p q):  ds_k/dl_j = (q_k - p_k) / 2 sqrt(p_k / q_k) (delta_kj - p_j), written as
-//            dl_j = g_j (q_j - p_j) s_j / 2 - p_j (B - g_j (q_j - p_j) r_j / 2), r = sqrt(p / q) (0
-//            where q = 0), B = sum_k g_k (q_k - p_k) r_k / 2: finite even where p is exactly 0 or 1.
+// Per row, from lp = log_softmax(logits) (the dominant entry exact, see log_sum_exp_shifted):
+// p = e^lp and q = 1 - p = -expm1(lp) (exact when p ~ 1). For m = p q (variance) or sqrt(p q)
+// (stddev), dm_k/dl_j = t_k (delta_kj - p_j) / g_k with t_k = g_k (q_k - p_k) p_k (variance) or
+// g_k (q_k - p_k) r_k / 2, r = sqrt(p / q) (stddev; sqrt p taken as e^(lp / 2)), so
+//   dl_j = t_j q_j - p_j sum_{k != j} t_k,
+// with t_j q_j written as g_j (q_j - p_j) s_j / 2 for the stddev (finite where q = 0) and the sum
+// over the others taken directly for the dominant entry (B - t_j would cancel there).
 template <class T>
 BasicVar<T> categorical_moment(const BasicVar<T>& logits, bool stddev) {
   Operation<T> op(stddev ? "Categorical.stddev" : "Categorical.variance", {logits});
@@ -25,18 +27,18 @@ BasicVar<T> categorical_moment(const BasicVar<T>& logits, bool stddev) {
       R, K,
       [&](MMap<T> y) {
         using std::expm1;
-        using std::log;
         using std::sqrt;
         const CMap<T> l = op.input(0);
         MMap<T> L(lp, R, K);
         for (Index i = 0; i < R; ++i) {
           const T m = row_shift(l.row(i));
           L.row(i).array() = l.row(i).array() - m;
-          L.row(i).array() -= log(safe_exp(L.row(i).array()).sum());
+          L.row(i).array() -= log_sum_exp_shifted(L.row(i).data(), K);
         }
         for (Index j = 0; j < R * K; ++j) {
-          const T v = safe_exp(Eigen::Array<T, 1, 1>(lp[j]))(0) * -expm1(lp[j]);
-          y.data()[j] = stddev ? sqrt(v) : v;
+          // sqrt p as e^(lp / 2): nonzero where p itself underflows
+          y.data()[j] = stddev ? safe_exp(Eigen::Array<T, 1, 1>(lp[j] / T(2)))(0) * sqrt(-expm1(lp[j]))
+                               : safe_exp(Eigen::Array<T, 1, 1>(lp[j]))(0) * -expm1(lp[j]);
         }
       },
       [lp, stddev](Backward<T>& bw) {
@@ -45,21 +47,64 @@ BasicVar<T> categorical_moment(const BasicVar<T>& logits, bool stddev) {
         const Index R = bw.rows(), K = bw.cols();
         const CMap<T> g = bw.grad();
         MMap<T> gl = bw.grad_buffer(0);
+        auto pq = [](T l, T& p, T& q) {
+          p = safe_exp(Eigen::Array<T, 1, 1>(l))(0);
+          q = -expm1(l);
+        };
+        auto root_p = [&](Index i, Index k) { return safe_exp(Eigen::Array<T, 1, 1>(lp[i * K + k] / T(2)))(0); };
+        auto t_of = [&](Index i, Index k) {
+          T p, q;
+          pq(lp[i * K + k], p, q);
+          return stddev ? g(i, k) * (q - p) * (q > T(0) ? root_p(i, k) / sqrt(q) : T(0)) / T(2) : g(i, k) * (q - p) * p;
+        };
         for (Index i = 0; i < R; ++i) {
-          T b = T(0);
-          for (Index k = 0; k < K; ++k) {
-            const T l = lp[i * K + k], p = safe_exp(Eigen::Array<T, 1, 1>(l))(0), q = -expm1(l);
-            b += stddev ? g(i, k) * (q - p) * (q > T(0) ? sqrt(p / q) : T(0)) / T(2) : g(i, k) * (q - p) * p;
-          }
+          const Index jd = row_argmax(lp + i * K, K);
+          T others = T(0);  // sum of t over all but the dominant entry
+          for (Index k = 0; k < K; ++k)
+            if (k != jd) others += t_of(i, k);
+          const T total = others + t_of(i, jd);
           for (Index j = 0; j < K; ++j) {
-            const T l = lp[i * K + j], p = safe_exp(Eigen::Array<T, 1, 1>(l))(0), q = -expm1(l);
-            if (stddev) {
-              const T s = sqrt(p * q), r = q > T(0) ? sqrt(p / q) : T(0);
-              gl(i, j) += g(i, j) * (q - p) * s / T(2) - p * (b - g(i, j) * (q - p) * r / T(2));
-            } else {
-              gl(i, j) += g(i, j) * (q - p) * p - p * b;
-            }
+            T p, q;
+            pq(lp[i * K + j], p, q);
+            const T tq = stddev ? g(i, j) * (q - p) * (root_p(i, j) * sqrt(q)) / T(2) : g(i, j) * (q - p) * p * q;
+            gl(i, j) += tq - p * (j == jd ? others : total - t_of(i, j));
           }
+        }
+      });
+}
+
+// Entropy per row, H = -sum_k p_k lp_k, one node. With w = logits - max and L the row's
+// log-sum-exp of w (lp = w - L): H = L - <p, w> and dH/dl_j = -p_j (lp_j + H) = -p_j (w_j - <p, w>),
+// which keeps its size where it is tiny (nearly equal logits, where lp_j + H would cancel). The
+// node keeps w and L.
+template <class T>
+BasicVar<T> categorical_entropy(const BasicVar<T>& logits) {
+  Operation<T> op("Categorical.entropy", {logits});
+  const Index R = op.rows(0), K = op.cols(0);
+  T* w = op.state(static_cast<std::size_t>(shape_size("Categorical.entropy", R, K + 1)));
+  T* L = w + R * K;
+  return op.record(
+      R, 1,
+      [&](MMap<T> y) {
+        const CMap<T> l = op.input(0);
+        MMap<T> W(w, R, K);
+        for (Index i = 0; i < R; ++i) {
+          W.row(i).array() = l.row(i).array() - row_shift(l.row(i));
+          L[i] = log_sum_exp_shifted(W.row(i).data(), K);
+          // <p, w>, with p w = 0 where p underflows (w may be -inf there)
+          const auto p = safe_exp(W.row(i).array() - L[i]);
+          y(i, 0) = L[i] - where(IsZero{}, p, T(0), p * W.row(i).array()).sum();
+        }
+      },
+      [w, L](Backward<T>& bw) {
+        const Index R = bw.rows(), K = bw.input(0).cols();
+        const CMap<T> g = bw.grad();
+        MMap<T> gl = bw.grad_buffer(0);
+        for (Index i = 0; i < R; ++i) {
+          const auto wi = CMap<T>(w + i * K, 1, K).array();
+          const auto p = safe_exp(wi - L[i]);
+          const T pw = where(IsZero{}, p, T(0), p * wi).sum();
+          gl.row(i).array() -= g(i, 0) * where(IsZero{}, p, T(0), p * (wi - pw));
         }
       });
 }
@@ -137,7 +182,7 @@ class Categorical : public ValueOverloads<Categorical<T>, T> {
     return sum_rows(x * log_softmax(logits_));
   }
   /// -sum p log p per row (R x 1).
-  Var entropy() const { return -sum_rows(softmax(logits_) * log_softmax(logits_)); }
+  Var entropy() const { return detail::categorical_entropy(logits_); }
   /// The mean of the one-hot vector: the probabilities.
   Var mean() const { return probs(); }
   /// p (1 - p) per element (the one-hot vector's coordinates); finite gradients at any logits.

@@ -6,6 +6,7 @@
 ///     reparam::Var y = q.rsample(rng);          // log_softmax((logits + g) / 0.05)
 ///     reparam::Var lp = q.log_prob(y);          // R x 1
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -18,49 +19,37 @@ class Concrete;
 
 namespace detail {
 
-// Rows are often short (K = 10), so the per-row work is plain loops and the exponentials are one
-// vectorized pass over the whole R x K block; long rows reduce with Eigen (vectorized sums).
+/// x = (z - max z) / tau for one row; a multiplication by 1 / tau unless that overflows. Returns
+/// the index of the (first) largest z, where x is 0.
 template <class T>
-T row_sum(const T* a, Index K) {
-  if (K >= 32) return Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(a, K).sum();
-  T s = T(0);
-  for (Index k = 0; k < K; ++k) s += a[k];
-  return s;
-}
-template <class T>
-T row_max(const T* a, Index K) {
-  if (K >= 32) return Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(a, K).maxCoeff();
-  T m = a[0];
-  for (Index k = 1; k < K; ++k) m = a[k] > m ? a[k] : m;
-  return m;
-}
-
-/// x = (z - max z) / tau for one row; a multiplication by 1 / tau unless that overflows.
-template <class T>
-void scaled_row(const T* z, T* x, Index K, T tau) {
-  const T m = row_max(z, K);
+Index scaled_row(const T* z, T* x, Index K, T tau) {
+  const Index j = row_argmax(z, K);
+  const T m = z[j];
   const T inv = T(1) / tau;
   if (is_inf(inv)) {
     for (Index k = 0; k < K; ++k) x[k] = (z[k] - m) / tau;
   } else {
     for (Index k = 0; k < K; ++k) x[k] = (z[k] - m) * inv;
   }
+  return j;
 }
 
 /// The relaxed categorical map on R x K perturbed logits z (in place on `x`, which may be z):
-/// softmax(z / tau) per row (simplex) or log_softmax(z / tau) (log space).
+/// softmax(z / tau) per row (simplex) or log_softmax(z / tau) (log space). With `arg`, writes
+/// each row's largest coordinate there (as a T) for the backward rule.
 template <class T>
-void relaxed_rows(const T* z, T* x, Index R, Index K, const CMap<T>& tau, bool log_space) {
-  for (Index i = 0; i < R; ++i) scaled_row(z + i * K, x + i * K, K, tau(tau.rows() == 1 ? 0 : i, 0));
-  MMap<T> xm(x, R, K);
-  if (log_space) {
-    for (Index i = 0; i < R; ++i) {
-      using std::log;
+void relaxed_rows(const T* z, T* x, Index R, Index K, const CMap<T>& tau, bool log_space, T* arg = nullptr) {
+  for (Index i = 0; i < R; ++i) {
+    const Index j = scaled_row(z + i * K, x + i * K, K, tau(tau.rows() == 1 ? 0 : i, 0));
+    if (arg) arg[i] = T(j);
+    if (log_space) {
       T* xi = x + i * K;
-      const T lse = log(safe_exp(xm.row(i).array()).sum());
+      const T lse = log_sum_exp_at(xi, K, j);  // the dominant coordinate exact
       for (Index k = 0; k < K; ++k) xi[k] -= lse;
     }
-  } else {
+  }
+  if (!log_space) {
+    MMap<T> xm(x, R, K);
     xm.array() = safe_exp(xm.array());
     for (Index i = 0; i < R; ++i) {
       T* xi = x + i * K;
@@ -86,16 +75,7 @@ void add_logits(T* z, const CMap<T>& l, Index R, Index K) {
 //   log      y = log_softmax(w):  dw = g - e^y sum(g)
 //   dlogits += dw / t;  dt -= <dw, z - max> / t^2
 template <class T>
-T row_dot(const T* a, const T* b, Index K) {
-  using V = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
-  if (K >= 32) return (V(a, K) * V(b, K)).sum();
-  T s = T(0);
-  for (Index k = 0; k < K; ++k) s += a[k] * b[k];
-  return s;
-}
-
-template <class T>
-void relaxed_backward(Backward<T>& bw, const T* z, bool log_space) {
+void relaxed_backward(Backward<T>& bw, const T* z, const T* arg, bool log_space) {
   using std::exp;
   const Index R = bw.rows(), K = bw.cols();
   const T* v = bw.value().data();
@@ -116,27 +96,52 @@ void relaxed_backward(Backward<T>& bw, const T* z, bool log_space) {
     const T inv = T(1) / t;  // finite: temperatures are at least sqrt of the smallest normal
     const T* vi = v + i * K;
     const T* gi = g + i * K;
-    const T c = log_space ? row_sum(gi, K) : row_dot(gi, vi, K);
+    // any index in range keeps the rules below exact; the largest makes them accurate (a float
+    // holds indices exactly below 2^24; beyond, it may round, so it is kept in range)
+    const Index jd = std::min(Index(arg[i]), K - 1);
+    T c, dc = T(0);
+    if (log_space) {
+      c = row_sum(gi, K);
+    } else if (K >= 32) {
+      c = row_dot(gi, vi, K);
+      dc = dominant_centered(gi, vi, K, jd);
+    } else {
+      // one pass for <g, x> and sum_k x_k (g_j - g_k) (see dominant_centered)
+      const T gj = gi[jd];
+      c = T(0);
+      for (Index k = 0; k < K; ++k) {
+        c += gi[k] * vi[k];
+        dc += vi[k] * (gj - gi[k]);
+      }
+    }
+    // the dominant coordinate jd without cancellation: simplex g_j - c as dominant_centered (when
+    // x_j > 1/2), log space g_j - e^{y_j} c as log_softmax_dominant; the loops below run the plain
+    // formula (vectorizable) and jd is written over afterwards
+    // (computed on every row: a branch on x_j > 1/2 would mispredict on random rows)
+    const bool fix = log_space || vi[jd] > T(0.5);
+    const T dwd = log_space ? log_softmax_dominant(gi, vi, K, jd) : vi[jd] * dc;
     if (dl) {
       T* gli = gl + (lfull ? i * K : 0);
       const bool assign = lfull && assign_l;
+      const T before = assign ? T(0) : gli[jd];
       if (log_space) {
-        for (Index k = 0; k < K; ++k) {
-          const T dw = gi[k] - exp(vi[k]) * c;
-          gli[k] = (assign ? T(0) : gli[k]) + dw * inv;
-        }
+        for (Index k = 0; k < K; ++k) gli[k] = (assign ? T(0) : gli[k]) + (gi[k] - exp(vi[k]) * c) * inv;
       } else if (assign) {
         for (Index k = 0; k < K; ++k) gli[k] = vi[k] * (gi[k] - c) * inv;
       } else {
         for (Index k = 0; k < K; ++k) gli[k] += vi[k] * (gi[k] - c) * inv;
       }
+      if (lfull) gli[jd] = fix ? before + dwd * inv : gli[jd];
+      // shared 1 x K logits (lfull false) accumulate every row into one gradient row: correct jd by
+      // the difference instead (its rounding is that of the plain formula, no worse)
+      if (fix && !lfull) gli[jd] += (dwd - (log_space ? gi[jd] - exp(vi[jd]) * c : vi[jd] * (gi[jd] - c))) * inv;
     }
     if (dt) {
       const T* zi = z + i * K;
       const T m = row_max(zi, K);
       T dtau = T(0);
       for (Index k = 0; k < K; ++k) {
-        const T dw = log_space ? gi[k] - exp(vi[k]) * c : vi[k] * (gi[k] - c);
+        const T dw = fix && k == jd ? dwd : log_space ? gi[k] - exp(vi[k]) * c : vi[k] * (gi[k] - c);
         if (dw != T(0)) dtau += dw * ((zi[k] - m) * inv);
       }
       gt[tau.rows() == 1 ? 0 : i] -= dtau * inv;
@@ -151,15 +156,16 @@ BasicVar<T> relaxed_categorical(const char* name, const BasicVar<T>& logits, con
                                 bool log_space, Fill&& fill) {
   Operation<T> op(name, {logits, tau});
   const Index K = op.cols(0);
-  T* z = op.state(static_cast<std::size_t>(shape_size(name, R, K)));
+  T* z = op.state(static_cast<std::size_t>(shape_size(name, R, K + 1)));
+  T* arg = z + R * K;  // each row's largest coordinate
   return op.record(
       R, K,
       [&](MMap<T> x) {
         fill(z);
         add_logits(z, op.input(0), R, K);
-        relaxed_rows(z, x.data(), R, K, op.input(1), log_space);
+        relaxed_rows(z, x.data(), R, K, op.input(1), log_space, arg);
       },
-      [z, log_space](Backward<T>& bw) { relaxed_backward(bw, z, log_space); });
+      [z, arg, log_space](Backward<T>& bw) { relaxed_backward(bw, z, arg, log_space); });
 }
 
 /// Straight-through one-hot: the forward value is the one-hot argmax of each row of `soft` (the

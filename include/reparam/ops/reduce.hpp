@@ -87,7 +87,7 @@ BasicVar<T> softmax(const BasicVar<T>& a) {
         for (Index i = 0; i < x.rows(); ++i) {
           const T m = detail::row_shift(x.row(i));
           y.row(i).array() = detail::safe_exp(x.row(i).array() - m);
-          y.row(i) /= y.row(i).sum();
+          y.row(i) /= detail::row_sum(y.row(i).data(), y.cols());
         }
       },
       // per row: dx += y * (g - <g, y>)
@@ -96,16 +96,21 @@ BasicVar<T> softmax(const BasicVar<T>& a) {
         bool assign;
         detail::MMap<T> gx = bw.target(0, true, assign);
         for (Index i = 0; i < y.rows(); ++i) {
-          const T dot = (g.row(i).array() * y.row(i).array()).sum();
+          const T dot = detail::row_dot(g.row(i).data(), y.row(i).data(), y.cols());
+          const Index j = detail::row_argmax(y.row(i).data(), y.cols());
+          const T before = assign ? T(0) : gx(i, j);
           if (assign)
             gx.row(i).array() = y.row(i).array() * (g.row(i).array() - dot);
           else
             gx.row(i).array() += y.row(i).array() * (g.row(i).array() - dot);
+          // the dominant entry without the cancellation of g_j - dot (see detail::dominant_centered)
+          if (y(i, j) > T(0.5)) gx(i, j) = before + y(i, j) * detail::dominant_centered(g.row(i).data(), y.row(i).data(), y.cols(), j);
         }
       });
 }
 
-/// log(softmax(a)) per row, computed as a - logsumexp(a): finite wherever a is.
+/// log(softmax(a)) per row, computed as a - logsumexp(a) with the dominant entry exact (see
+/// detail::log_sum_exp_shifted): finite wherever a is.
 template <class T>
 BasicVar<T> log_softmax(const BasicVar<T>& a) {
   Operation<T> op("log_softmax", {a});
@@ -118,8 +123,7 @@ BasicVar<T> log_softmax(const BasicVar<T>& a) {
         for (Index i = 0; i < x.rows(); ++i) {
           const T m = detail::row_shift(x.row(i));
           y.row(i).array() = x.row(i).array() - m;
-          const T lse = log(detail::safe_exp(y.row(i).array()).sum());
-          y.row(i).array() -= lse;
+          y.row(i).array() -= detail::log_sum_exp_shifted(y.row(i).data(), y.cols());
         }
       },
       // per row: dx += g - e^y * sum(g)
@@ -128,11 +132,14 @@ BasicVar<T> log_softmax(const BasicVar<T>& a) {
         bool assign;
         detail::MMap<T> gx = bw.target(0, true, assign);
         for (Index i = 0; i < y.rows(); ++i) {
-          const T s = g.row(i).sum();
+          const T s = detail::row_sum(g.row(i).data(), g.cols());
+          const Index j = detail::row_argmax(y.row(i).data(), y.cols());
+          const T before = assign ? T(0) : gx(i, j);
           if (assign)
             gx.row(i).array() = g.row(i).array() - detail::safe_exp(y.row(i).array()) * s;
           else
             gx.row(i).array() += g.row(i).array() - detail::safe_exp(y.row(i).array()) * s;
+          gx(i, j) = before + detail::log_softmax_dominant(g.row(i).data(), y.row(i).data(), y.cols(), j);
         }
       });
 }
@@ -145,11 +152,10 @@ BasicVar<T> logsumexp(const BasicVar<T>& a) {
   return op.record(
       op.rows(0), 1,
       [&](auto y) {
-        using std::log;
         const detail::CMap<T> x = op.input(0);
         for (Index i = 0; i < x.rows(); ++i) {
           const T m = detail::row_shift(x.row(i));
-          y(i, 0) = m + log(detail::safe_exp(x.row(i).array() - m).sum());
+          y(i, 0) = m + detail::log_sum_exp_shifted(x.row(i).data(), x.cols(), m);
         }
       },
       // dx_ij += g_i e^(x_ij - y_i)
@@ -185,19 +191,42 @@ BasicVar<T> soft_argmax(const BasicVar<T>& a) {
         for (Index i = 0; i < R; ++i) {
           const T m = detail::row_shift(x.row(i));
           P.row(i).array() = detail::safe_exp(x.row(i).array() - m);
-          P.row(i) /= P.row(i).sum();
+          P.row(i) /= detail::row_sum(P.row(i).data(), K);
           T s = T(0);
           for (Index k = 0; k < K; ++k) s += T(k) * P(i, k);
           y(i, 0) = s;
         }
       },
-      // dx_ik += g_i p_ik (k - y_i)
+      // dx_ik += g_i p_ik c_ik with c_ik = k - y_i = sum_m p_im (k - m), which cancels where it is
+      // small: at the dominant k of a row with p_ik > 1/2 it is summed over the other m; in a row of
+      // nearly equal logits (w = x - max) it is (k E - M + (K k - K (K - 1) / 2)) / Z with
+      // E = sum_m expm1(w_m), M = sum_m m expm1(w_m), Z = sum_m e^(w_m), the integer part exact.
       [p](Backward<T>& bw) {
-        const detail::CMap<T> g = bw.grad(), y = bw.value();
+        const detail::CMap<T> g = bw.grad(), y = bw.value(), x = bw.input(0);
         detail::MMap<T> gx = bw.grad_buffer(0);
         const Index K = gx.cols();
-        for (Index i = 0; i < gx.rows(); ++i)
-          for (Index k = 0; k < K; ++k) gx(i, k) += g(i, 0) * p[i * K + k] * (T(k) - y(i, 0));
+        const bool exact_integers = double(K) * double(K) < std::ldexp(1.0, std::numeric_limits<T>::digits);
+        for (Index i = 0; i < gx.rows(); ++i) {
+          const T* pi = p + i * K;
+          const Index jd = detail::row_argmax(pi, K);
+          if (pi[jd] > T(0.5) || !exact_integers) {
+            T cd = T(0);
+            for (Index m = 0; m < K; ++m)
+              if (m != jd) cd += pi[m] * T(jd - m);
+            for (Index k = 0; k < K; ++k) gx(i, k) += g(i, 0) * pi[k] * (k == jd && pi[jd] > T(0.5) ? cd : T(k) - y(i, 0));
+          } else {
+            const T mx = detail::row_shift(x.row(i));
+            T E = T(0), M = T(0), Z = T(0);
+            for (Index m = 0; m < K; ++m) {
+              const T e = detail::Expm1Functor<T>()(x(i, m) - mx);
+              E += e;
+              M += T(m) * e;
+              Z += detail::safe_exp(Eigen::Array<T, 1, 1>(x(i, m) - mx))(0);
+            }
+            const T half = T(K) * T(K - 1) / T(2);
+            for (Index k = 0; k < K; ++k) gx(i, k) += g(i, 0) * pi[k] * ((T(k) * E - M + (T(K) * T(k) - half)) / Z);
+          }
+        }
       });
 }
 
