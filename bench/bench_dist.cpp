@@ -49,29 +49,18 @@ void normal_floor_step(LocScale& p, A& eps, reparam::Rng& rng, float& s) {
   p.scale.grad.array() += eps;
 }
 
-void gumbel_floor_step(LocScale& p, A& g, reparam::Rng& rng, float& s) {
-  reparam::detail::fill_uniform(rng, g.data(), static_cast<std::size_t>(g.size()));
-  reparam::detail::gumbel_from_uniform(g.data(), static_cast<std::size_t>(g.size()));  // the library's noise
-  s = (p.loc.value.array() + p.scale.value.array() * g).sum();
-  p.loc.grad.array() += 1.0f;
-  p.scale.grad.array() += g;
-}
-
-void logistic_floor_step(LocScale& p, A& e, reparam::Rng& rng, float& s) {
+// Gumbel, Logistic, Laplace: uniforms through the library's noise transform, then loc + scale e
+template <void (*Transform)(float*, std::size_t)>
+void uniform_noise_floor_step(LocScale& p, A& e, reparam::Rng& rng, float& s) {
   reparam::detail::fill_uniform(rng, e.data(), static_cast<std::size_t>(e.size()));
-  reparam::detail::logistic_from_uniform(e.data(), static_cast<std::size_t>(e.size()));
+  Transform(e.data(), static_cast<std::size_t>(e.size()));
   s = (p.loc.value.array() + p.scale.value.array() * e).sum();
   p.loc.grad.array() += 1.0f;
   p.scale.grad.array() += e;
 }
-
-void laplace_floor_step(LocScale& p, A& e, reparam::Rng& rng, float& s) {
-  reparam::detail::fill_uniform(rng, e.data(), static_cast<std::size_t>(e.size()));
-  reparam::detail::laplace_from_uniform(e.data(), static_cast<std::size_t>(e.size()));
-  s = (p.loc.value.array() + p.scale.value.array() * e).sum();
-  p.loc.grad.array() += 1.0f;
-  p.scale.grad.array() += e;
-}
+constexpr auto gumbel_floor_step = uniform_noise_floor_step<reparam::detail::gumbel_from_uniform<float>>;
+constexpr auto logistic_floor_step = uniform_noise_floor_step<reparam::detail::logistic_from_uniform<float>>;
+constexpr auto laplace_floor_step = uniform_noise_floor_step<reparam::detail::laplace_from_uniform<float>>;
 
 template <class Dist, class Floor>
 void check_against_floor(Floor floor) {

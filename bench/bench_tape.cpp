@@ -291,12 +291,16 @@ struct MlpAllCores {
   }
 };
 
-void BM_MLP_Tape_AllCores(benchmark::State& state) {
-  MlpAllCores m;
-  m.verify();
-  for (auto _ : state) benchmark::DoNotOptimize(m.step());
-  state.counters["threads"] = double(m.pool.size());
+// An all-cores workload W (verify(), step(), pool): checked once, then timed in real time.
+template <class W>
+void run_all_cores(benchmark::State& state) {
+  W w;
+  w.verify();
+  for (auto _ : state) benchmark::DoNotOptimize(w.step());
+  state.counters["threads"] = double(w.pool.size());
 }
+
+void BM_MLP_Tape_AllCores(benchmark::State& state) { run_all_cores<MlpAllCores>(state); }
 BENCHMARK(BM_MLP_Tape_AllCores)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // The elementwise chain over every core: each worker records the chain on its own block of columns.
@@ -345,12 +349,7 @@ struct ElementwiseAllCores {
   }
 };
 
-void BM_Elementwise_Tape_AllCores(benchmark::State& state) {
-  ElementwiseAllCores w;
-  w.verify();
-  for (auto _ : state) benchmark::DoNotOptimize(w.step());
-  state.counters["threads"] = double(w.pool.size());
-}
+void BM_Elementwise_Tape_AllCores(benchmark::State& state) { run_all_cores<ElementwiseAllCores>(state); }
 BENCHMARK(BM_Elementwise_Tape_AllCores)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // ---- 3. Scalar chain: 10,000 operations on 1x1 nodes, cycling y*w, y+0.1, tanh(y), y*y ----------

@@ -56,6 +56,19 @@ T on_one_lane(const F& f, const T& x) {
 #pragma GCC diagnostic pop
 #endif
 
+/// The scalar call of a packet functor D: D's packet code on one lane (so a 1x1 node and a
+/// vectorized one give the same bits), or D::libm(x) for types without packets.
+template <class D, class T>
+struct LaneScalar {
+  T operator()(const T& x) const {
+    if constexpr (lane_path<T>) {
+      return on_one_lane(static_cast<const D&>(*this), x);
+    } else {
+      return D::libm(x);
+    }
+  }
+};
+
 template <class T>
 struct ExpRange;  // |x| below `safe`: Eigen's pexp is within an ulp or two
 template <>
@@ -68,14 +81,10 @@ struct ExpRange<float> {
 };
 
 template <class T>
-struct SafeExpFunctor {
-  T operator()(const T& x) const {
-    if constexpr (lane_path<T>) {
-      return on_one_lane(*this, x);
-    } else {
-      using std::exp;
-      return exp(x);
-    }
+struct SafeExpFunctor : LaneScalar<SafeExpFunctor<T>, T> {
+  static T libm(const T& x) {
+    using std::exp;
+    return exp(x);
   }
   template <class Packet>
   Packet packetOp(const Packet& x) const {
@@ -106,14 +115,10 @@ struct SubnormalScale<float> {
 };
 
 template <class T>
-struct SafeLogFunctor {
-  T operator()(const T& x) const {
-    if constexpr (lane_path<T>) {
-      return on_one_lane(*this, x);
-    } else {
-      using std::log;
-      return log(x);
-    }
+struct SafeLogFunctor : LaneScalar<SafeLogFunctor<T>, T> {
+  static T libm(const T& x) {
+    using std::log;
+    return log(x);
   }
   template <class Packet>
   Packet packetOp(const Packet& x) const {
@@ -206,14 +211,10 @@ struct TanhFunctor {
 /// of u, exact to a few ulps), x itself where u rounds to 1 (|x| below half an ulp of 1), and
 /// through the subnormal-safe log.
 template <class T>
-struct Log1pFunctor {
-  T operator()(const T& x) const {
-    if constexpr (lane_path<T>) {
-      return on_one_lane(*this, x);
-    } else {
-      using std::log1p;
-      return log1p(x);
-    }
+struct Log1pFunctor : LaneScalar<Log1pFunctor<T>, T> {
+  static T libm(const T& x) {
+    using std::log1p;
+    return log1p(x);
   }
   template <class Packet>
   Packet packetOp(const Packet& x) const {
@@ -232,14 +233,10 @@ struct Log1pFunctor {
 /// e^x - 1: (u - 1) x / log(u) with u = e^x (Kahan's correction), x where u rounds to 1, -1 where
 /// u - 1 rounds to -1, inf where u overflows; the exp and log are the exact-at-the-edges ones.
 template <class T>
-struct Expm1Functor {
-  T operator()(const T& x) const {
-    if constexpr (lane_path<T>) {
-      return on_one_lane(*this, x);
-    } else {
-      using std::expm1;
-      return expm1(x);
-    }
+struct Expm1Functor : LaneScalar<Expm1Functor<T>, T> {
+  static T libm(const T& x) {
+    using std::expm1;
+    return expm1(x);
   }
   template <class Packet>
   Packet packetOp(const Packet& x) const {
