@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <new>
 
+#include <reparam/data/batcher.hpp>
+
 #include "support.hpp"
 
 namespace {
@@ -307,4 +309,71 @@ TEST_CASE("a step through every distribution, KL, gumbel_softmax and score_funct
 
 TEST_CASE("a step through every distribution, KL, gumbel_softmax and score_function allocates nothing (float)", "[alloc][dist]") {
   check_distribution_step<float>();
+}
+
+namespace {
+
+// A VAE training step as the programs run it, through every layer of the library: the batcher,
+// nn::Mlp (tape.parameter), Normal.reparameterize, KL, bce_with_logits, DataParallel over
+// `threads` tapes, clip_grad_norm, Adam, then an evaluation pass under NoGrad.
+template <class T>
+void check_vae_step(int threads) {
+  Gen gen(61);
+  const Index batch = 64, latent = 8;
+  const M<T> images = (gen.matrix(300, 784, 0, 1).array() > 0.5).template cast<T>().matrix();
+  Rng rng(3);
+  nn::Mlp<T> encoder({784, 128, 2 * latent}, nn::Activation::relu, rng);
+  nn::Mlp<T> decoder({latent, 128, 784}, nn::Activation::relu, rng);
+  nn::ParameterList<T> params;
+  encoder.collect(params, "encoder");
+  decoder.collect(params, "decoder");
+  optim::Adam<T> adam(params.pointers(), {T(1e-3)});
+  nn::DataParallel<T> dp(params, threads);
+  data::Batcher batches(images.rows(), batch, 5);
+  M<T> x(batch, 784), eps(batch, latent), zeros = M<T>::Zero(1, latent);
+  std::vector<T> losses(static_cast<std::size_t>(threads));
+  auto neg_elbo = [&](BasicTape<T>& tape, Index f, Index c) {
+    const BasicVar<T> xv = tape.constant(x.middleRows(f, c));
+    const BasicVar<T> h = encoder(xv);
+    const Normal<T> q(slice_cols(h, 0, latent), exp(T(0.5) * slice_cols(h, latent, latent)));
+    const BasicVar<T> z = q.reparameterize(eps.middleRows(f, c));
+    const Normal<T> prior(tape.constant(zeros), T(1));
+    return sum(bce_with_logits(decoder(z), xv)) + sum(kl_divergence(q, prior));
+  };
+  auto step = [&] {
+    data::gather_rows(images, batches.next(), x);
+    fill_normal(rng, eps);
+    dp.run(batch, [&](BasicTape<T>& tape, Index f, Index c, int t) {
+      const BasicVar<T> l = neg_elbo(tape, f, c);
+      losses[static_cast<std::size_t>(t)] = l.item();
+      tape.backward(l / T(batch));
+    });
+    params.clip_grad_norm(T(100));
+    adam.step();
+    T eval = 0;
+    dp.evaluate(batch, [&](BasicTape<T>& tape, Index f, Index c, int t) {
+      const BasicVar<T> l = neg_elbo(tape, f, c);
+      if (t == 0) eval = l.item();
+    });
+    return losses[0] + eval;
+  };
+  for (int i = 0; i < 8; ++i) step();  // warm-up: arenas, workspaces, the batcher's epoch
+  const long before = g_allocs.load();
+  T last = 0;
+  for (int i = 0; i < 10; ++i) last = step();  // crosses an epoch boundary (4 batches per epoch)
+  const long during = g_allocs.load() - before;
+  CHECK(std::isfinite(double(last)));
+  INFO("heap allocations in 10 steady-state VAE steps on " << threads << " threads: " << during);
+  CHECK(during == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a VAE step through the layers, DataParallel, Adam and a NoGrad evaluation allocates nothing (1 thread)", "[alloc][nn]") {
+  check_vae_step<float>(1);
+}
+
+TEST_CASE("a VAE step through the layers, DataParallel, Adam and a NoGrad evaluation allocates nothing (3 threads)", "[alloc][nn]") {
+  check_vae_step<float>(3);
+  check_vae_step<double>(2);
 }

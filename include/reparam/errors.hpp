@@ -43,6 +43,13 @@ class GraphError : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+/// A file that cannot be read or written, or whose contents are not what they must be
+/// (checkpoints, datasets): truncated, corrupt, of another format or shape.
+class FileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 namespace detail {
 inline bool& validation_flag() noexcept {
   thread_local bool on = true;
@@ -135,6 +142,9 @@ std::string scalar_str(const S& v) {
 }
 [[noreturn]] inline void throw_graph(OpName op, const std::string& what) {
   throw GraphError("reparam: " + op.str() + ": " + what);
+}
+[[noreturn]] inline void throw_file(OpName op, const std::string& what) {
+  throw FileError("reparam: " + op.str() + ": " + what);
 }
 
 /// The largest number of elements a node or sample may have: far below what overflows a byte

@@ -204,6 +204,43 @@ class BasicTape {
     n.kind = detail::NodeKind::variable;
     return v;
   }
+  /// Leaf reading `p.value` in place (no copy), without gradient.
+  Var constant(const Parameter<T>& p) {
+    Var v = push("constant", 0, 0, nullptr, 0, false, 0);
+    Node& n = nodes_[v.index_];
+    n.value = const_cast<T*>(p.value.data());  // never written: constants have no gradient
+    n.rows = p.value.rows();
+    n.cols = p.value.cols();
+    n.kind = detail::NodeKind::constant;
+    return v;
+  }
+
+  /// How layers read their weights: `variable(p)` normally; `constant(p)` while gradients are
+  /// off (`NoGrad`, evaluation); `variable(p, buffer)` when `bind_gradient(p, buffer)` was called
+  /// on this tape (data-parallel steps: each thread's tape adds into its own buffer).
+  Var parameter(Parameter<T>& p) {
+    if (!grad_enabled_) return constant(p);
+    for (const Binding& b : bindings_)
+      if (b.param == &p) return variable(p, *b.grad);
+    return variable(p);
+  }
+  /// From now on (across `clear()`), `parameter(p)` on this tape adds p's gradient into `grad`
+  /// instead of `p.grad`. Binding p again replaces its buffer. `grad` must outlive the binding.
+  void bind_gradient(const Parameter<T>& p, Matrix<T>& grad) {
+    for (Binding& b : bindings_)
+      if (b.param == &p) {
+        b.grad = &grad;
+        return;
+      }
+    bindings_.push_back({&p, &grad});
+  }
+  /// Drops every binding: `parameter(p)` adds into `p.grad` again.
+  void unbind_gradients() noexcept { bindings_.clear(); }
+  /// Whether `parameter(p)` records variables (true unless a `NoGrad` scope is open).
+  bool grad_enabled() const noexcept { return grad_enabled_; }
+  /// Turns recording of parameters as variables on or off; prefer the `NoGrad` scope.
+  void set_grad_enabled(bool on) noexcept { grad_enabled_ = on; }
+
   /// Leaf without gradient.
   template <class Derived>
   Var constant(const Eigen::DenseBase<Derived>& m) {
@@ -414,7 +451,14 @@ class BasicTape {
     }
   }
 
+  struct Binding {
+    const Parameter<T>* param;
+    Matrix<T>* grad;
+  };
+
   std::vector<Node> nodes_;
+  std::vector<Binding> bindings_;
+  bool grad_enabled_ = true;
   detail::Arena arena_;
   detail::Workspace<T> workspace_;
   Matrix<T> seed_;
@@ -422,6 +466,25 @@ class BasicTape {
   std::uint32_t sweep_ = 1;
   bool in_sweep_ = false;
 };
+
+/// Evaluation scope: while it lives, `tape.parameter(p)` gives constants, so a model's forward
+/// pass records no gradient buffers and `backward` has nothing to do (PyTorch's `no_grad`).
+///
+///     { reparam::NoGrad eval(tape); reparam::Var y = model(tape.constant(x)); }
+template <class T>
+class NoGrad {
+ public:
+  explicit NoGrad(BasicTape<T>& tape) noexcept : tape_(tape), was_(tape.grad_enabled()) { tape.set_grad_enabled(false); }
+  ~NoGrad() { tape_.set_grad_enabled(was_); }
+  NoGrad(const NoGrad&) = delete;
+  NoGrad& operator=(const NoGrad&) = delete;
+
+ private:
+  BasicTape<T>& tape_;
+  bool was_;
+};
+template <class T>
+NoGrad(BasicTape<T>&) -> NoGrad<T>;
 
 // ---- BasicVar ----------------------------------------------------------------------------------
 

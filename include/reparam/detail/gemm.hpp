@@ -7,6 +7,11 @@
 /// `level3_blocking` that points into the tape's workspace keeps steady state allocation-free and
 /// runs exactly Eigen's kernel. Tiny and vector-shaped products go through Eigen's own expressions,
 /// which allocate nothing there; so do scalar types other than float and double.
+///
+/// Optional BLAS backend: compiled with REPARAM_CBLAS defined (CMake: link `reparam::openblas`),
+/// the GEMM-sized float and double products call `cblas_sgemm` / `cblas_dgemm` instead (OpenBLAS
+/// picks AVX-512 kernels at run time, where a header compiled without -march=native cannot).
+/// Call `reparam::set_blas_threads(1)` when your own threads already use every core.
 
 #include <type_traits>
 
@@ -15,7 +20,29 @@
 #include <reparam/detail/arena.hpp>
 #include <reparam/matrix.hpp>
 
+#ifdef REPARAM_CBLAS
+extern "C" {
+void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float* a, int lda,
+                 const float* b, int ldb, float beta, float* c, int ldc);
+void cblas_dgemm(int order, int trans_a, int trans_b, int m, int n, int k, double alpha, const double* a, int lda,
+                 const double* b, int ldb, double beta, double* c, int ldc);
+#ifdef REPARAM_OPENBLAS
+void openblas_set_num_threads(int);
+#endif
+}
+#endif
+
 namespace reparam {
+
+/// Threads of the BLAS backend's own parallel products (OpenBLAS); does nothing without it.
+inline void set_blas_threads(int n) {
+#if defined(REPARAM_CBLAS) && defined(REPARAM_OPENBLAS)
+  openblas_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
 namespace detail {
 
 template <class T>
@@ -72,6 +99,19 @@ void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bo
     return;
   }
   if constexpr (blas_scalar) {
+#ifdef REPARAM_CBLAS
+    if (m < (Index(1) << 31) && n < (Index(1) << 31) && k < (Index(1) << 31)) {
+      // CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112; beta = 1 accumulates
+      const int ta = trans_a ? 112 : 111, tb = trans_b ? 112 : 111;
+      if constexpr (std::is_same<T, float>::value)
+        cblas_sgemm(101, ta, tb, int(m), int(n), int(k), alpha, A.data(), int(A.cols()), B.data(), int(B.cols()), 1.0f,
+                    C.data(), int(C.cols()));
+      else
+        cblas_dgemm(101, ta, tb, int(m), int(n), int(k), alpha, A.data(), int(A.cols()), B.data(), int(B.cols()), 1.0,
+                    C.data(), int(C.cols()));
+      return;
+    }
+#endif
     // A row-major X is a column-major X^T with the same leading dimension.
     const Index lda = A.cols(), ldb = B.cols(), ldc = C.cols();
     if (!trans_a && !trans_b)

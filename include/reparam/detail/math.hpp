@@ -52,6 +52,12 @@ T on_one_lane(const F& f, const T& x) {
   using P = typename SmallestPacket<typename Eigen::internal::packet_traits<T>::type>::type;
   return Eigen::internal::pfirst(f.packetOp(Eigen::internal::pset1<P>(x)));
 }
+/// The same for a binary packet functor.
+template <class T, class F>
+T on_one_lane(const F& f, const T& x, const T& y) {
+  using P = typename SmallestPacket<typename Eigen::internal::packet_traits<T>::type>::type;
+  return Eigen::internal::pfirst(f.packetOp(Eigen::internal::pset1<P>(x), Eigen::internal::pset1<P>(y)));
+}
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif

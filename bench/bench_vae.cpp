@@ -1,0 +1,181 @@
+// One training step of the VAE programs' Gaussian model (784-400-20, batch 100, float, Adam) and
+// of the categorical model (784-512-256-200, Concrete), on one thread and on every core, against
+// the floor: the same network's forward and backward matrix products alone, with Eigen's GEMM
+// kernel (what the tape runs) and, when found, OpenBLAS's (cblas_sgemm). PyTorch's twin is
+// timed by bench/vae_compare.py in the same run.
+//
+//   OPENBLAS_NUM_THREADS=1 build/release/bench/bench_vae
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include <reparam/data/batcher.hpp>
+#include <reparam/reparam.hpp>
+
+#ifdef REPARAM_BENCH_CBLAS
+extern "C" {
+void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
+                 float beta, float* c, int ldc);
+void openblas_set_num_threads(int);
+}
+#endif
+
+namespace {
+
+using T = float;
+using Mat = reparam::Matrix<T>;
+using reparam::Index;
+constexpr Index kBatch = 100;
+
+// Binarized random images: the step's cost does not depend on the pixels.
+const Mat& images() {
+  static const Mat m = [] {
+    reparam::Rng rng(1);
+    Mat x = reparam::uniform_matrix<T>(rng, 2000, 784);
+    return Mat((x.array() > T(0.6)).cast<T>());
+  }();
+  return m;
+}
+
+struct Gaussian {
+  reparam::Rng rng{1};
+  reparam::nn::Mlp<T> enc{{784, 400, 40}, reparam::nn::Activation::relu, rng};
+  reparam::nn::Mlp<T> dec{{20, 400, 784}, reparam::nn::Activation::relu, rng};
+  Index noise_cols = 20;
+  Mat zeros = Mat::Zero(1, 20);
+  void collect(reparam::nn::ParameterList<T>& p) {
+    enc.collect(p, "encoder");
+    dec.collect(p, "decoder");
+  }
+  void noise(Mat& u) { reparam::fill_normal(rng, u); }
+  template <class U>
+  reparam::BasicVar<T> loss(reparam::BasicTape<T>& tape, reparam::BasicVar<T> x, const Eigen::DenseBase<U>& eps, long) {
+    const reparam::BasicVar<T> h = enc(x);
+    const reparam::Normal<T> q(slice_cols(h, 0, 20), exp(T(0.5) * slice_cols(h, 20, 20)));
+    const reparam::Normal<T> prior(tape.constant(zeros), T(1));
+    return sum(bce_with_logits(dec(q.reparameterize(eps)), x)) + sum(kl_divergence(q, prior));
+  }
+};
+
+struct Categorical {
+  reparam::Rng rng{1};
+  reparam::nn::Mlp<T> enc{{784, 512, 256, 200}, reparam::nn::Activation::relu, rng};
+  reparam::nn::Mlp<T> dec{{200, 256, 512, 784}, reparam::nn::Activation::relu, rng};
+  Index noise_cols = 200;
+  Mat zeros = Mat::Zero(1, 10);
+  void collect(reparam::nn::ParameterList<T>& p) {
+    enc.collect(p, "encoder");
+    dec.collect(p, "decoder");
+  }
+  void noise(Mat& u) { reparam::fill_uniform(rng, u); }
+  template <class U>
+  reparam::BasicVar<T> loss(reparam::BasicTape<T>& tape, reparam::BasicVar<T> x, const Eigen::DenseBase<U>& u, long step) {
+    const Index rows = x.rows();
+    const reparam::BasicVar<T> lg = reshape(enc(x), rows * 20, 10);
+    const reparam::Concrete<T> q(lg, std::max(T(0.5), T(std::exp(-3e-5 * double(step)))));
+    const reparam::BasicVar<T> z = q.reparameterize(Eigen::Map<const Mat>(u.derived().data(), rows * 20, 10));
+    const reparam::Categorical<T> cq(lg), prior(tape.constant(zeros));
+    return sum(bce_with_logits(dec(reshape(z, rows, 200)), x)) + sum(kl_divergence(cq, prior));
+  }
+};
+
+template <class Model>
+void BM_Step(benchmark::State& state) {
+  Model model;
+  reparam::nn::ParameterList<T> params;
+  model.collect(params);
+  reparam::optim::Adam<T> adam(params.pointers(), {T(1e-3)});
+  reparam::set_blas_threads(1);  // with the BLAS backend: our threads, not OpenBLAS's
+  reparam::nn::DataParallel<T> dp(params, int(state.range(0)));
+  reparam::data::Batcher batches(images().rows(), kBatch, 2);
+  Mat x(kBatch, 784), u(kBatch, model.noise_cols);
+  long step = 0;
+  for (auto _ : state) {
+    reparam::data::gather_rows(images(), batches.next(), x);
+    model.noise(u);
+    const Mat& cu = u;
+    ++step;
+    dp.run(kBatch, [&](reparam::BasicTape<T>& tape, Index f, Index c, int) {
+      tape.backward(model.loss(tape, tape.constant(x.middleRows(f, c)), cu.middleRows(f, c), step) / T(kBatch));
+    });
+    adam.step(dp.pool());
+    benchmark::DoNotOptimize(params[0].value.data());
+  }
+  state.counters["threads"] = double(dp.threads());
+  state.counters["steps/s"] = benchmark::Counter(double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+// The products of one step of a network with layer sizes `s` on a batch of 100: forward
+// h_{i+1} = h_i W_i, backward dW_i = h_i^T g_{i+1}, g_i = g_{i+1} W_i^T (not for the input).
+struct Products {
+  std::vector<Index> s;
+  std::vector<Mat> w, h, g, dw;
+  explicit Products(std::vector<Index> sizes) : s(std::move(sizes)) {
+    reparam::Rng rng(3);
+    for (std::size_t i = 0; i + 1 < s.size(); ++i) {
+      w.push_back(reparam::uniform_matrix<T>(rng, s[i], s[i + 1]));
+      dw.push_back(Mat::Zero(s[i], s[i + 1]));
+    }
+    for (Index n : s) {
+      h.push_back(reparam::uniform_matrix<T>(rng, kBatch, n));
+      g.push_back(reparam::uniform_matrix<T>(rng, kBatch, n));
+    }
+  }
+  template <class Gemm>
+  void run(Gemm&& gemm) {  // gemm(C, A, trans_a, B, trans_b): C = op(A) op(B)
+    for (std::size_t i = 0; i + 1 < s.size(); ++i) gemm(h[i + 1], h[i], false, w[i], false);
+    for (std::size_t i = s.size() - 1; i-- > 0;) {
+      gemm(dw[i], h[i], true, g[i + 1], false);
+      if (i > 0) gemm(g[i], g[i + 1], false, w[i], true);
+    }
+  }
+};
+
+// The Gaussian network's products: encoder 784-400-40, decoder 20-400-784.
+template <class Gemm>
+void floor_loop(benchmark::State& state, const std::vector<std::vector<Index>>& nets, Gemm&& gemm) {
+  std::vector<Products> ps;
+  for (const auto& n : nets) ps.emplace_back(n);
+  for (auto _ : state) {
+    for (auto& p : ps) p.run(gemm);
+    benchmark::DoNotOptimize(ps[0].dw[0].data());
+  }
+}
+
+const std::vector<std::vector<Index>> kGaussianNets = {{784, 400, 40}, {20, 400, 784}};
+const std::vector<std::vector<Index>> kCategoricalNets = {{784, 512, 256, 200}, {200, 256, 512, 784}};
+
+void eigen_gemm(Mat& c, const Mat& a, bool ta, const Mat& b, bool tb) {
+  static reparam::detail::Workspace<T> ws;
+  Eigen::Map<Mat> cm(c.data(), c.rows(), c.cols());
+  cm.setZero();
+  reparam::detail::gemm_acc(cm, Eigen::Map<const Mat>(a.data(), a.rows(), a.cols()), ta,
+                            Eigen::Map<const Mat>(b.data(), b.rows(), b.cols()), tb, T(1), ws);
+}
+
+void BM_Floor_Eigen(benchmark::State& state) {
+  floor_loop(state, state.range(0) == 0 ? kGaussianNets : kCategoricalNets, eigen_gemm);
+}
+
+#ifdef REPARAM_BENCH_CBLAS
+void blas_gemm(Mat& c, const Mat& a, bool ta, const Mat& b, bool tb) {
+  const int m = int(c.rows()), n = int(c.cols()), k = int(ta ? a.rows() : a.cols());
+  cblas_sgemm(101 /*row major*/, ta ? 112 : 111, tb ? 112 : 111, m, n, k, 1.0f, a.data(), int(a.cols()), b.data(), int(b.cols()),
+              0.0f, c.data(), int(c.cols()));
+}
+void BM_Floor_OpenBLAS(benchmark::State& state) {
+  openblas_set_num_threads(1);
+  floor_loop(state, state.range(0) == 0 ? kGaussianNets : kCategoricalNets, blas_gemm);
+}
+BENCHMARK(BM_Floor_OpenBLAS)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+#endif
+
+BENCHMARK(BM_Floor_Eigen)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_Step, Gaussian)->ArgName("threads")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_Step, Categorical)->ArgName("threads")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

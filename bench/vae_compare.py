@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""One run that times a VAE training step every way the issue asks, on this machine:
+bench_vae (reparam on 1 thread and on every core; the floor: the products alone with Eigen's and
+OpenBLAS's GEMM), bench_vae_libtorch (LibTorch's C++ frontend, when built) and the PyTorch twin
+(bench/pytorch_twin/vae.py) on 1 thread and on every core; then the programs' own --json figures
+and peak memory against the twin's. OPENBLAS_NUM_THREADS and OMP_NUM_THREADS are set for every
+child before it starts (Debian's torch ignores torch.set_num_threads for OpenBLAS).
+
+  python3 bench/vae_compare.py --build build/release
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+p = argparse.ArgumentParser()
+p.add_argument("--build", default="build/release")
+p.add_argument("--steps", type=int, default=400, help="steps of the twins and programs")
+a = p.parse_args()
+here = os.path.dirname(os.path.abspath(__file__))
+cores = os.cpu_count() or 1
+
+
+def env(threads):
+    e = dict(os.environ)
+    e["OPENBLAS_NUM_THREADS"] = e["OMP_NUM_THREADS"] = e["MKL_NUM_THREADS"] = str(threads)
+    return e
+
+
+def gbench(binary, threads, extra=()):
+    out = subprocess.run([binary, "--benchmark_format=json", "--benchmark_repetitions=3",
+                          "--benchmark_report_aggregates_only=true", *extra],
+                         check=True, capture_output=True, text=True, env=env(threads)).stdout
+    res = {}
+    for b in json.loads(out)["benchmarks"]:
+        if b.get("aggregate_name") == "median":
+            res[b["run_name"]] = b["real_time"]  # ms
+    return res
+
+
+def twin(model, threads):
+    out = subprocess.run([sys.executable, os.path.join(here, "pytorch_twin", "vae.py"), model, "--steps", str(a.steps),
+                          "--threads", str(threads), "--no-eval", "--json"],
+                         check=True, capture_output=True, text=True, env=env(threads)).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def program(model, threads):
+    out = subprocess.run([os.path.join(a.build, "examples", "vae_" + model), "--steps", str(a.steps), "--threads",
+                          str(threads), "--out", "/tmp/reparam_vae_compare", "--json"],
+                         check=True, capture_output=True, text=True, env=env(1)).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+ours = gbench(os.path.join(a.build, "bench", "bench_vae"), 1)
+blas_bin = os.path.join(a.build, "bench", "bench_vae_blas")
+blas = gbench(blas_bin, 1, ["--benchmark_filter=Step"]) if os.path.exists(blas_bin) else {}
+for k, v in blas.items():
+    ours["BLAS " + k] = v
+lt = {}
+ltb = os.path.join(a.build, "bench", "bench_vae_libtorch")
+if os.path.exists(ltb):
+    lt[1] = list(gbench(ltb, 1, ["--threads", "1"]).values())[0]
+    lt[cores] = list(gbench(ltb, cores, ["--threads", str(cores)]).values())[0]
+tw = {(m, t): twin(m, t) for m in ("gaussian", "categorical") for t in (1, cores)}
+
+print(f"machine: {cores} cores; times are medians of one training step (batch 100, float)\n")
+print(f"{'':34}{'gaussian':>12}{'categorical':>14}")
+rows = [("floor: products, Eigen GEMM", "BM_Floor_Eigen/categorical:0", "BM_Floor_Eigen/categorical:1"),
+        ("floor: products, OpenBLAS GEMM", "BM_Floor_OpenBLAS/categorical:0", "BM_Floor_OpenBLAS/categorical:1"),
+        ("reparam (Eigen GEMM), 1 thread", "BM_Step<Gaussian>/threads:1/real_time", "BM_Step<Categorical>/threads:1/real_time"),
+        ("reparam (Eigen GEMM), all cores", "BM_Step<Gaussian>/threads:0/real_time", "BM_Step<Categorical>/threads:0/real_time"),
+        ("reparam (OpenBLAS), 1 thread", "BLAS BM_Step<Gaussian>/threads:1/real_time", "BLAS BM_Step<Categorical>/threads:1/real_time"),
+        ("reparam (OpenBLAS), all cores", "BLAS BM_Step<Gaussian>/threads:0/real_time", "BLAS BM_Step<Categorical>/threads:0/real_time")]
+
+
+def get(name):
+    for k, v in ours.items():
+        if k.startswith(name):
+            return v
+    return None
+
+
+for label, g, c in rows:
+    vg, vc = get(g), get(c)
+    if vg is None:
+        continue
+    print(f"{label:36}{vg:>9.3f} ms{vc:>11.3f} ms")
+for t in (1, cores):
+    print(f"{'PyTorch twin, ' + str(t) + ' thread(s)':34}{tw[('gaussian', t)]['step_ms_median']:>9.3f} ms"
+          f"{tw[('categorical', t)]['step_ms_median']:>11.3f} ms")
+for t, v in lt.items():
+    print(f"{'LibTorch C++, ' + str(t) + ' thread(s)':34}{v:>9.3f} ms")
+
+print("\nratios (issue targets in brackets)")
+floor = min(x for x in (get("BM_Floor_OpenBLAS/categorical:0"), get("BM_Floor_Eigen/categorical:0")) if x is not None)
+pre = "BLAS " if blas else ""  # the programs link the OpenBLAS backend when it is found
+g1, c1 = get(pre + "BM_Step<Gaussian>/threads:1"), get(pre + "BM_Step<Categorical>/threads:1")
+ga, ca = get(pre + "BM_Step<Gaussian>/threads:0"), get(pre + "BM_Step<Categorical>/threads:0")
+print("(reparam rows below: " + ("the OpenBLAS backend, as the programs are built" if blas else "Eigen's GEMM") + ")")
+print(f"gaussian 1 thread / best floor:            {g1 / floor:.2f}x  [<= 1.1]")
+print(f"gaussian 1 thread / twin 1 thread:         {g1 / tw[('gaussian', 1)]['step_ms_median']:.2f}x  [<= 0.6]")
+print(f"categorical 1 thread / twin 1 thread:      {c1 / tw[('categorical', 1)]['step_ms_median']:.2f}x  [<= 0.6]")
+best_g = min(tw[('gaussian', t)]['step_ms_median'] for t in (1, cores))
+best_c = min(tw[('categorical', t)]['step_ms_median'] for t in (1, cores))
+print(f"gaussian all cores / twin's best:          {ga / best_g:.2f}x  [<= 0.5]")
+print(f"categorical all cores / twin's best:       {ca / best_c:.2f}x  [<= 0.5]")
+print(f"gaussian speed-up, all cores vs 1 thread:  {g1 / ga:.2f}x  [>= 1.7 on 2 cores]")
+print(f"categorical speed-up:                      {c1 / ca:.2f}x  [>= 1.7 on 2 cores]")
+if lt:
+    print(f"gaussian 1 thread / LibTorch 1 thread:     {g1 / lt[1]:.2f}x")
+
+print("\nthe programs (--json, all cores) and peak resident memory against the twins")
+for m in ("gaussian", "categorical"):
+    r = program(m, 0)
+    t = tw[(m, cores)]
+    print(f"vae_{m}: step_ms_median {r['step_ms_median']:.3f} on {r['threads']} threads; peak RSS {r['peak_rss_mb']:.0f} MB "
+          f"(twin {t['peak_rss_mb']:.0f} MB)")

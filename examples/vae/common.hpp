@@ -1,0 +1,304 @@
+// What the two VAE programs share: flags, error exits, the progress display, the training loop
+// over all cores, pictures (PNG through stb) and the final report. The models live in
+// vae_gaussian.cpp and vae_categorical.cpp.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include <reparam/data/batcher.hpp>
+#include <reparam/data/idx.hpp>
+#include <reparam/reparam.hpp>
+
+namespace vae {
+
+using T = float;
+using Mat = reparam::Matrix<T>;
+using reparam::Index;
+using Tape = reparam::BasicTape<T>;
+using Var = reparam::BasicVar<T>;
+
+/// A bad flag, bad data or an unwritable folder: one line on stderr, exit status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Options {
+  std::string data = "/usr/share/datasets/fashion-mnist";
+  long steps = 0;
+  Index batch = 100;
+  double lr = 1e-3;
+  std::uint64_t seed = 1;
+  int threads = 0;
+  std::string out = "vae_out";
+  std::string save, load;
+  bool json = false;
+  int iw = 0;
+  long log_every = 0;
+};
+
+/// The flags both programs take; `default_steps` trains a useful model in about a minute.
+inline void add_common_flags(CLI::App& app, Options& o, long default_steps) {
+  o.steps = default_steps;
+  app.add_option("--data", o.data, "MNIST-format folder (train/t10k images and labels, .gz or plain)")->capture_default_str();
+  app.add_option("--steps", o.steps, "training steps (> 0)")->capture_default_str();
+  app.add_option("--batch", o.batch, "batch size (1 .. number of training images)")->capture_default_str();
+  app.add_option("--lr", o.lr, "Adam learning rate (> 0)")->capture_default_str();
+  app.add_option("--seed", o.seed, "seed of initialisation, batches and noise")->capture_default_str();
+  app.add_option("--threads", o.threads, "threads for the training step (0: every core)")->capture_default_str();
+  app.add_option("--out", o.out, "folder for the pictures and the learning curve")->capture_default_str();
+  app.add_option("--save", o.save, "write a checkpoint (model and Adam state) here at the end");
+  app.add_option("--load", o.load, "start from this checkpoint (written by --save with the same sizes)");
+  app.add_flag("--json", o.json, "print one JSON line with the results at the end (and nothing else on stdout)");
+  app.add_option("--iw", o.iw, "also report the importance-weighted bound with K samples (0: off)")->capture_default_str();
+  app.add_option("--log-every", o.log_every, "steps between progress lines when not on a terminal (0: a tenth of the run)");
+}
+
+inline bool make_dirs(const std::string& path) {
+  std::string cur;
+  for (std::size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty()) {
+        struct stat st;
+        if (::stat(cur.c_str(), &st) != 0 && ::mkdir(cur.c_str(), 0777) != 0) return false;
+      }
+    }
+    if (i < path.size()) cur += path[i];
+  }
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/// Checks the flags that do not need the data; the out folder is created and probed.
+inline void check_options(const Options& o) {
+  if (o.steps <= 0) throw UsageError("--steps must be > 0 (got " + std::to_string(o.steps) + ")");
+  if (o.batch <= 0) throw UsageError("--batch must be > 0 (got " + std::to_string(o.batch) + ")");
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw UsageError("--lr must be a positive number (got " + std::to_string(o.lr) + ")");
+  if (o.threads < 0) throw UsageError("--threads must be >= 0 (got " + std::to_string(o.threads) + ")");
+  if (o.iw < 0) throw UsageError("--iw must be >= 0 (got " + std::to_string(o.iw) + ")");
+  if (o.log_every < 0) throw UsageError("--log-every must be >= 0 (got " + std::to_string(o.log_every) + ")");
+  if (!make_dirs(o.out)) throw UsageError("cannot create --out folder " + o.out);
+  const std::string probe = o.out + "/.write_test";
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  if (!f) throw UsageError("--out folder is not writable (" + o.out + ")");
+  std::fclose(f);
+  std::remove(probe.c_str());
+}
+
+/// The training and test sets, binarized at > 127.
+struct Data {
+  reparam::data::MnistSet<T> train, test;
+};
+inline Data load_data(const Options& o) {
+  Data d;
+  try {
+    d.train = reparam::data::load_mnist<T>(o.data, "train");
+    d.test = reparam::data::load_mnist<T>(o.data, "t10k");
+  } catch (const reparam::FileError& e) {
+    throw UsageError(e.what());
+  }
+  if (d.train.images.cols() != 784 || d.test.images.cols() != 784)
+    throw UsageError("images must be 28x28 (got " + std::to_string(d.train.rows) + "x" + std::to_string(d.train.cols) + ")");
+  d.train.binarize();
+  d.test.binarize();
+  if (o.batch > d.train.size())
+    throw UsageError("--batch must be at most the number of training images (" + std::to_string(d.train.size()) + ", got " +
+                     std::to_string(o.batch) + ")");
+  return d;
+}
+
+/// A bar with rate, ETA and running loss on a terminal; plain lines otherwise.
+class Progress {
+ public:
+  Progress(long total, long log_every) : total_(total), tty_(::isatty(2) != 0) {
+    every_ = log_every > 0 ? log_every : std::max(1L, total / 10);
+    start_ = last_ = clock::now();
+  }
+  void update(long step, double loss) {
+    const auto now = clock::now();
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double rate = elapsed > 0 ? step / elapsed : 0;
+    const double eta = rate > 0 ? (total_ - step) / rate : 0;
+    if (tty_) {
+      if (step != total_ && std::chrono::duration<double>(now - last_).count() < 0.1) return;
+      last_ = now;
+      const int width = 30, filled = static_cast<int>(width * step / total_);
+      std::fprintf(stderr, "\r[%s%s] %ld/%ld  %.0f steps/s  ETA %s  neg ELBO %.2f  ", std::string(filled, '#').c_str(),
+                   std::string(width - filled, '.').c_str(), step, total_, rate, clock_str(eta).c_str(), loss);
+      if (step == total_) std::fprintf(stderr, "\n");
+    } else if (step % every_ == 0 || step == total_) {
+      std::fprintf(stderr, "step %ld/%ld  %.0f steps/s  ETA %s  neg ELBO %.3f\n", step, total_, rate, clock_str(eta).c_str(), loss);
+    }
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  static std::string clock_str(double s) {
+    char b[32];
+    const long t = static_cast<long>(s + 0.5);
+    std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
+    return b;
+  }
+  long total_, every_;
+  bool tty_;
+  clock::time_point start_, last_;
+};
+
+// ---- Pictures ----------------------------------------------------------------------------------
+
+/// A grayscale picture, 0 black .. 255 white.
+struct Picture {
+  int w, h;
+  std::vector<unsigned char> px;
+  Picture(int w_, int h_, unsigned char fill = 255) : w(w_), h(h_), px(static_cast<std::size_t>(w_) * h_, fill) {}
+  void set(int x, int y, unsigned char v) {
+    if (x >= 0 && y >= 0 && x < w && y < h) px[static_cast<std::size_t>(y) * w + x] = v;
+  }
+};
+void write_png(const std::string& path, const Picture& p);   // vae_png.cpp (stb_image_write)
+void draw_text(Picture& p, int x, int y, const std::string& s, unsigned char v);  // stb_easy_font
+
+/// Images (one per row, 28x28 in [0, 1]) in a grid of `cols` columns with a 2-pixel border.
+inline Picture image_grid(const Mat& images, int cols, int scale = 2) {
+  const int n = static_cast<int>(images.rows()), rows = (n + cols - 1) / cols, cell = 28 * scale + 2;
+  Picture p(cols * cell + 2, rows * cell + 2, 128);
+  for (int i = 0; i < n; ++i)
+    for (int y = 0; y < 28 * scale; ++y)
+      for (int x = 0; x < 28 * scale; ++x) {
+        const T v = images(i, (y / scale) * 28 + x / scale);
+        p.set(2 + (i % cols) * cell + x, 2 + (i / cols) * cell + y,
+              static_cast<unsigned char>(std::lround(255 * std::clamp(v, T(0), T(1)))));
+      }
+  return p;
+}
+
+/// Test images above their reconstructions: rows of `cols` originals, each followed by a row of
+/// their reconstructions.
+inline Picture pairs_grid(const Mat& originals, const Mat& recon, Index cols) {
+  const Index n = originals.rows();
+  Mat grid = Mat::Zero(2 * ((n + cols - 1) / cols) * cols, originals.cols());
+  for (Index i = 0; i < n; ++i) {
+    const Index r = (i / cols) * 2 * cols + i % cols;
+    grid.row(r) = originals.row(i);
+    grid.row(r + cols) = recon.row(i);
+  }
+  return image_grid(grid, int(cols));
+}
+
+/// The learning curve: the running mean of the training loss against the step, with axis labels.
+inline Picture curve_plot(const std::vector<double>& y, long first_step, const std::string& title) {
+  const int W = 640, H = 400, L = 70, R = 20, Tp = 30, B = 40;
+  Picture p(W, H, 255);
+  if (y.empty()) return p;
+  double lo = *std::min_element(y.begin(), y.end()), hi = *std::max_element(y.begin(), y.end());
+  // start the axis at the curve after its first tenth: the first steps are far above the rest
+  const std::size_t skip = y.size() / 10;
+  if (y.size() > 20) hi = *std::max_element(y.begin() + static_cast<long>(skip), y.end());
+  if (hi - lo < 1e-9) hi = lo + 1;
+  const double pad = 0.05 * (hi - lo);
+  lo -= pad;
+  hi += pad;
+  auto px = [&](std::size_t i) { return L + static_cast<int>((W - L - R - 1) * (y.size() > 1 ? double(i) / (y.size() - 1) : 0.0)); };
+  auto py = [&](double v) { return Tp + static_cast<int>((H - Tp - B - 1) * (hi - std::clamp(v, lo, hi)) / (hi - lo)); };
+  for (int k = 0; k <= 4; ++k) {  // grid and labels
+    const double v = lo + (hi - lo) * k / 4;
+    const int yy = py(v);
+    for (int x = L; x < W - R; x += 2) p.set(x, yy, 200);
+    char b[32];
+    std::snprintf(b, sizeof b, "%.1f", v);
+    draw_text(p, 4, yy - 3, b, 0);
+    const long s = first_step + static_cast<long>((y.size() - 1) * k / 4);
+    std::snprintf(b, sizeof b, "%ld", s);
+    draw_text(p, L + (W - L - R) * k / 4 - 8, H - B + 8, b, 0);
+  }
+  for (int x = L; x < W - R; ++x) p.set(x, H - B, 0);
+  for (int yy = Tp; yy <= H - B; ++yy) p.set(L, yy, 0);
+  for (std::size_t i = 1; i < y.size(); ++i) {  // the curve, segment by segment
+    const int x0 = px(i - 1), y0 = py(y[i - 1]), x1 = px(i), y1 = py(y[i]);
+    const int n = std::max(std::abs(x1 - x0), std::abs(y1 - y0)) + 1;
+    for (int k = 0; k <= n; ++k) p.set(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n, 0);
+  }
+  draw_text(p, L, 10, title, 0);
+  draw_text(p, W / 2 - 10, H - 16, "step", 0);
+  return p;
+}
+
+// ---- Results -----------------------------------------------------------------------------------
+
+inline double peak_rss_mb() {
+  struct rusage ru;
+  ::getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;  // kB on Linux
+}
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+/// The CSV and PNG of the learning curve; returns the mean loss of the last 50 steps.
+inline double write_curve(const Options& o, const std::vector<double>& loss, long first_step, const std::string& title) {
+  std::ofstream csv(o.out + "/learning_curve.csv");
+  csv << "step,neg_elbo,running_mean_50\n";
+  std::vector<double> running;
+  double s = 0;
+  for (std::size_t i = 0; i < loss.size(); ++i) {
+    s += loss[i];
+    if (i >= 50) s -= loss[i - 50];
+    running.push_back(s / double(std::min<std::size_t>(i + 1, 50)));
+    csv << first_step + long(i) + 1 << ',' << loss[i] << ',' << running.back() << '\n';
+  }
+  if (!csv) throw UsageError("cannot write " + o.out + "/learning_curve.csv");
+  write_png(o.out + "/learning_curve.png", curve_plot(running, first_step + 1, title));
+  return running.empty() ? 0 : running.back();
+}
+
+/// Runs `body` and turns every failure into one line on stderr and an exit status (2 for bad
+/// input, 1 for anything else).
+inline int guarded(const char* prog, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "%s: error: %s\n", prog, e.what());
+    return 2;
+  } catch (const reparam::FileError& e) {
+    std::fprintf(stderr, "%s: error: %s\n", prog, e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", prog, e.what());
+    return 1;
+  }
+}
+
+/// Parses the command line; --help prints and exits 0, a bad flag exits 2 with one line.
+inline int parse(CLI::App& app, int argc, char** argv, bool& done) {
+  done = false;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::printf("%s", app.help().c_str());
+    done = true;
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "%s: error: %s\n", app.get_name().c_str(), e.what());
+    done = true;
+    return 2;
+  }
+  return 0;
+}
+
+}  // namespace vae

@@ -1,0 +1,147 @@
+// The training loop both VAE programs run: seeded batches, noise drawn on the main thread (so a
+// run's samples do not depend on the thread count), the step over all cores with
+// nn::DataParallel, Adam, the learning curve, the test-set bounds, checkpoints and the report.
+//
+// A model provides:
+//   const char* name;  Index noise_cols;  void collect(ParameterList&);
+//   void draw_noise(Rng&, Mat& noise);                       // noise for every row of a batch
+//   Var train_loss(Tape&, Var x, NoiseBlock u, long step, T& neg_elbo_sum);   // 1x1 objective (sum over rows)
+//   void after_step(T batch_neg_elbo_mean);                  // baselines and the like
+//   Var test_neg_elbo(Tape&, Var x, NoiseBlock u);           // rows x 1
+//   Var log_weight(Tape&, Var x, NoiseBlock u);              // rows x 1: log p(x, z) - log q(z | x)
+//   void pictures(Tape&, const Data&, const Options&, Rng&); // PNGs into o.out
+#pragma once
+
+#include "common.hpp"
+
+namespace vae {
+
+
+/// Mean over the test set of model.test_neg_elbo (single sample) and, with K > 0, of the
+/// importance-weighted bound -log (1/K) sum_k w_k (Burda et al.), both over all cores.
+template <class Model>
+void evaluate(Model& model, reparam::nn::DataParallel<T>& dp, const Mat& images, std::uint64_t seed, int K,
+              double& neg_elbo, double& iw_nll) {
+  reparam::Rng rng(seed, 1000);  // a stream of its own: the same test noise for every run length
+  const Index chunk = 1000, n = images.rows();
+  Mat x, u(chunk, model.noise_cols), col(chunk, 1), lw;
+  double total = 0, iw_total = 0;
+  for (Index first = 0; first < n; first += chunk) {
+    const Index rows = std::min(chunk, n - first);
+    x = images.middleRows(first, rows);
+    u.resize(rows, model.noise_cols);
+    col.resize(rows, 1);
+    model.draw_noise(rng, u);
+    const Mat& cu = u;
+    dp.evaluate(rows, [&](Tape& tape, Index f, Index c, int) {
+      Var xv = tape.constant(x.middleRows(f, c));
+      col.middleRows(f, c) = model.test_neg_elbo(tape, xv, cu.middleRows(f, c)).value();
+    });
+    for (Index i = 0; i < rows; ++i) total += col(i, 0);
+    if (K > 0) {
+      lw.resize(rows, K);
+      for (int k = 0; k < K; ++k) {
+        model.draw_noise(rng, u);
+        dp.evaluate(rows, [&](Tape& tape, Index f, Index c, int) {
+          Var xv = tape.constant(x.middleRows(f, c));
+          lw.block(f, k, c, 1) = model.log_weight(tape, xv, cu.middleRows(f, c)).value();
+        });
+      }
+      for (Index i = 0; i < rows; ++i) {  // log-mean-exp of each row
+        const double m = lw.row(i).maxCoeff();
+        double s = 0;
+        for (int k = 0; k < K; ++k) s += std::exp(double(lw(i, k)) - m);
+        iw_total += -(m + std::log(s / K));
+      }
+    }
+  }
+  neg_elbo = total / double(n);
+  iw_nll = K > 0 ? iw_total / double(n) : 0;
+}
+
+template <class Model>
+int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
+  check_options(o);
+  const Data d = load_data(o);
+  reparam::nn::ParameterList<T> params;
+  model.collect(params);
+  reparam::optim::Adam<T> adam(params.pointers(), {T(o.lr)});
+  if (!o.load.empty()) {
+    try {
+      reparam::nn::load_checkpoint(o.load, params, &adam);
+    } catch (const reparam::FileError& e) {
+      throw UsageError(e.what());
+    }
+  }
+  const long first_step = adam.steps();
+  reparam::set_blas_threads(1);  // with the BLAS backend (reparam::openblas): our threads, not OpenBLAS's
+  reparam::nn::DataParallel<T> dp(params, o.threads);
+  reparam::data::Batcher batches(d.train.size(), o.batch, o.seed + 1);
+  Mat x(o.batch, d.train.images.cols()), u(o.batch, model.noise_cols);
+  std::vector<T> thread_loss(static_cast<std::size_t>(dp.threads()));
+  std::vector<double> loss, step_ms;
+  loss.reserve(static_cast<std::size_t>(o.steps));
+  step_ms.reserve(static_cast<std::size_t>(o.steps));
+  FILE* info = o.json ? stderr : stdout;
+  std::fprintf(info, "%s: %ld training and %ld test images from %s; %ld parameters; batch %ld; %d thread%s\n", prog,
+               long(d.train.size()), long(d.test.size()), o.data.c_str(), long(params.count()), long(o.batch), dp.threads(),
+               dp.threads() == 1 ? "" : "s");
+  Progress progress(o.steps, o.log_every);
+  const T inv_batch = T(1) / T(o.batch);
+  double running = 0;
+  for (long s = 1; s <= o.steps; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const long step = first_step + s;
+    reparam::data::gather_rows(d.train.images, batches.next(), x);
+    model.draw_noise(rng, u);
+    const Mat& cu = u;
+    dp.run(o.batch, [&](Tape& tape, Index f, Index c, int t) {
+      Var xv = tape.constant(x.middleRows(f, c));
+      T value = 0;
+      Var objective = model.train_loss(tape, xv, cu.middleRows(f, c), step, value);
+      thread_loss[static_cast<std::size_t>(t)] = value;
+      tape.backward(objective * inv_batch);
+    });
+    adam.step(dp.pool());  // elementwise: the same bits at any thread count
+    T total = 0;
+    for (T v : thread_loss) total += v;  // thread order: the same sum on every run
+    const T mean = total * inv_batch;
+    if (!std::isfinite(mean)) throw std::runtime_error("the loss is not finite at step " + std::to_string(step) + " (try a smaller --lr)");
+    model.after_step(mean);
+    step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    loss.push_back(mean);
+    running = loss.size() < 50 ? running + (mean - running) / double(loss.size()) : running + (mean - loss[loss.size() - 51]) / 50;
+    progress.update(s, running);
+  }
+  if (!o.save.empty()) reparam::nn::save_checkpoint(o.save, params, &adam);
+
+  const double train_neg_elbo = write_curve(o, loss, first_step, std::string(model.name) + ": training negative ELBO (running mean of 50 steps)");
+  double test_neg_elbo = 0, test_iw = 0;
+  evaluate(model, dp, d.test.images, o.seed, o.iw, test_neg_elbo, test_iw);
+  reparam::Rng picture_rng(o.seed, 2000);
+  {
+    Tape& tape = dp.tape(0);
+    tape.clear();
+    reparam::NoGrad<T> off(tape);
+    model.pictures(tape, d, o, picture_rng);
+  }
+  const double ms = median(step_ms);
+  if (o.json) {
+    std::printf("{\"model\":\"%s\",\"steps\":%ld,\"batch\":%ld,\"threads\":%d,\"step_ms_median\":%.4f,"
+                "\"train_neg_elbo\":%.4f,\"test_neg_elbo\":%.4f", model.name, o.steps, long(o.batch), dp.threads(), ms,
+                train_neg_elbo, test_neg_elbo);
+    if (o.iw > 0) std::printf(",\"test_iw_neg_ll\":%.4f,\"iw\":%d", test_iw, o.iw);
+    std::printf(",\"seed\":%llu,\"lr\":%g,\"peak_rss_mb\":%.1f}\n", static_cast<unsigned long long>(o.seed), o.lr, peak_rss_mb());
+  } else {
+    std::printf("train negative ELBO (mean of the last 50 steps): %.3f\n", train_neg_elbo);
+    std::printf("test negative ELBO (one sample): %.3f nats\n", test_neg_elbo);
+    if (o.iw > 0) std::printf("test negative log-likelihood bound (importance-weighted, K = %d): %.3f nats\n", o.iw, test_iw);
+    std::printf("median step %.3f ms on %d thread%s; peak memory %.0f MB\n", ms, dp.threads(), dp.threads() == 1 ? "" : "s",
+                peak_rss_mb());
+    std::printf("pictures and learning curve in %s/\n", o.out.c_str());
+    if (!o.save.empty()) std::printf("checkpoint in %s\n", o.save.c_str());
+  }
+  return 0;
+}
+
+}  // namespace vae

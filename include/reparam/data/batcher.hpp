@@ -1,0 +1,85 @@
+#pragma once
+/// \file batcher.hpp  `data::Batcher`: seeded shuffled minibatches of row indices, epoch after
+/// epoch, and `gather_rows` to copy them into a batch matrix without allocating.
+///
+///     reparam::data::Batcher batches(train.size(), 100, /*seed*/ 1);
+///     Matrix<float> x(100, 784);
+///     reparam::data::gather_rows(train.images, batches.next(), x);
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <reparam/errors.hpp>
+#include <reparam/matrix.hpp>
+#include <reparam/random/generator.hpp>
+
+namespace reparam {
+namespace data {
+
+/// Unbiased integer in [0, n) from a generator's 64-bit words (rejection of the low residues):
+/// the same on every platform, unlike std::uniform_int_distribution.
+template <class G>
+std::uint64_t uniform_index(G& g, std::uint64_t n) {
+  // words below 2^64 mod n are rejected, so every residue is equally likely
+  const std::uint64_t threshold = (0 - n) % n;
+  std::uint64_t x;
+  do x = static_cast<std::uint64_t>(g());
+  while (x < threshold);
+  return x % n;
+}
+
+/// Minibatches of `batch` distinct indices in [0, n): each epoch is a fresh seeded permutation
+/// (Fisher-Yates), cut into n / batch batches; the last n mod batch indices of each epoch are
+/// skipped (PyTorch's drop_last = true), so every batch has the same size.
+class Batcher {
+ public:
+  Batcher(Index n, Index batch, std::uint64_t seed) : rng_(seed) {
+    if (batch <= 0 || n <= 0 || batch > n)
+      reparam::detail::throw_domain("Batcher", "batch must be in [1, " + std::to_string(n) + "] (got " + std::to_string(batch) +
+                                                   " for " + std::to_string(n) + " rows)");
+    order_.resize(static_cast<std::size_t>(n));
+    for (Index i = 0; i < n; ++i) order_[static_cast<std::size_t>(i)] = i;
+    batch_ = batch;
+    shuffle();
+  }
+  /// The next batch's indices (valid until the following call).
+  const std::vector<Index>& next() {
+    if (at_ + batch_ > static_cast<Index>(order_.size())) {
+      shuffle();
+      ++epoch_;
+    }
+    current_.assign(order_.begin() + at_, order_.begin() + at_ + batch_);  // capacity kept: no allocation
+    at_ += batch_;
+    return current_;
+  }
+  /// Completed epochs.
+  long epoch() const noexcept { return epoch_; }
+  Index batch() const noexcept { return batch_; }
+  Index batches_per_epoch() const noexcept { return static_cast<Index>(order_.size()) / batch_; }
+
+ private:
+  void shuffle() {
+    for (std::size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[uniform_index(rng_, i)]);
+    at_ = 0;
+  }
+  Rng rng_;
+  std::vector<Index> order_, current_;
+  Index batch_ = 0, at_ = 0;
+  long epoch_ = 0;
+};
+
+/// out.row(k) = src.row(idx[k]) for every k; `out` is resized only if its shape differs.
+template <class T>
+void gather_rows(const Matrix<T>& src, const std::vector<Index>& idx, Matrix<T>& out) {
+  if (out.rows() != static_cast<Index>(idx.size()) || out.cols() != src.cols()) out.resize(static_cast<Index>(idx.size()), src.cols());
+  for (std::size_t k = 0; k < idx.size(); ++k) {
+    if (idx[k] < 0 || idx[k] >= src.rows())
+      reparam::detail::throw_shape("gather_rows", "index out of range (got " + std::to_string(idx[k]) + " for " +
+                                                      std::to_string(src.rows()) + " rows)");
+    out.row(static_cast<Index>(k)) = src.row(idx[k]);
+  }
+}
+
+}  // namespace data
+}  // namespace reparam

@@ -1,0 +1,111 @@
+#pragma once
+/// \file data_parallel.hpp  `nn::DataParallel`: one training step on every core, each thread
+/// building the graph of its own rows of the batch on its own tape, then one deterministic sum of
+/// the threads' gradients.
+///
+///     reparam::nn::DataParallel<float> dp(params, 4);          // 4 threads
+///     dp.run(batch_rows, [&](reparam::TapeF& tape, Index first, Index count, int t) {
+///       reparam::VarF loss = model_loss(tape, x.middleRows(first, count)) / T(batch_rows);
+///       tape.backward(loss);                                  // into thread t's buffers
+///     });                                                     // p.grad = sum over threads
+///
+/// Why this design: the networks of VAEs on 784 pixels multiply small matrices (100 x 784 x 400),
+/// whose GEMMs gain little from splitting, while the rows of a batch are independent until the
+/// gradients are summed. Thread 0 adds into the Parameters' own gradients, thread t > 0 into
+/// buffers of its own (bound with `tape.bind_gradient`, so layers need not know), and the sum
+/// over threads is taken in thread order for every element, split by element ranges across the
+/// threads: for a fixed thread count the result is the same bits on every run. A different
+/// thread count changes how the rows are grouped and so the last bits of the sums.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <reparam/nn/parameters.hpp>
+#include <reparam/parallel.hpp>
+#include <reparam/tape.hpp>
+
+namespace reparam {
+namespace nn {
+
+template <class T>
+class DataParallel {
+ public:
+  /// `threads` in all (0: one per hardware thread). The list is read now: add parameters first.
+  DataParallel(const ParameterList<T>& params, int threads = 0) : params_(params.pointers()), pool_(threads) {
+    const int n = pool_.size();
+    tapes_.reserve(static_cast<std::size_t>(n));
+    for (int t = 0; t < n; ++t) tapes_.push_back(std::make_unique<BasicTape<T>>());
+    grads_.resize(static_cast<std::size_t>(n));
+    for (int t = 1; t < n; ++t) {
+      auto& g = grads_[static_cast<std::size_t>(t)];
+      g.resize(params_.size());
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        g[i].setZero(params_[i]->rows(), params_[i]->cols());
+        tapes_[static_cast<std::size_t>(t)]->bind_gradient(*params_[i], g[i]);
+      }
+    }
+  }
+
+  int threads() const noexcept { return pool_.size(); }
+  BasicTape<T>& tape(int t) { return *tapes_.at(static_cast<std::size_t>(t)); }
+  ThreadPool& pool() noexcept { return pool_; }
+
+  /// Clears every tape, then calls f(tape, first, count, t) on thread t for its rows
+  /// [first, first + count) of `rows` (threads without rows are not called); the Parameters'
+  /// gradients become the sum over threads (thread 0 adds into them directly, the others into
+  /// their buffers, added after). With `accumulate` false (the default) the gradients are zeroed
+  /// first, by thread 0 while the others zero their buffers (no separate pass, no `zero_grad`
+  /// needed); with true they are added to what the Parameters hold. Returns after everything.
+  template <class F>
+  void run(Index rows, F&& f, bool accumulate = false) {
+    const int n = threads();
+    for (auto& p : params_)
+      if (p->grad.rows() != p->rows() || p->grad.cols() != p->cols()) p->zero_grad();
+    pool_.run([&](int t) {
+      BasicTape<T>& tape = *tapes_[static_cast<std::size_t>(t)];
+      tape.clear();
+      if (t > 0)
+        for (Matrix<T>& g : grads_[static_cast<std::size_t>(t)]) g.setZero();
+      else if (!accumulate)
+        for (auto& p : params_) p->grad.setZero();
+      const auto s = ThreadPool::shard(rows, t, n);
+      if (s.second > 0) f(tape, s.first, s.second, t);
+    });
+    if (n == 1) return;
+    // p.grad += g_1 + g_2 + ... in that order for every element; threads take element ranges.
+    pool_.run([&](int t) {
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        Matrix<T>& g = params_[i]->grad;
+        const auto s = ThreadPool::shard(g.size(), t, n);
+        if (s.second == 0) continue;
+        auto out = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(g.data() + s.first, s.second);
+        for (int u = 1; u < n; ++u)
+          out += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(grads_[static_cast<std::size_t>(u)][i].data() + s.first, s.second);
+      }
+    });
+  }
+
+  /// Calls f(tape, first, count, t) for the rows of each thread with gradients off (a `NoGrad`
+  /// scope on every tape): evaluation over all cores. Tapes are cleared first.
+  template <class F>
+  void evaluate(Index rows, F&& f) {
+    const int n = threads();
+    pool_.run([&](int t) {
+      BasicTape<T>& tape = *tapes_[static_cast<std::size_t>(t)];
+      tape.clear();
+      NoGrad<T> off(tape);
+      const auto s = ThreadPool::shard(rows, t, n);
+      if (s.second > 0) f(tape, s.first, s.second, t);
+    });
+  }
+
+ private:
+  std::vector<Parameter<T>*> params_;
+  ThreadPool pool_;
+  std::vector<std::unique_ptr<BasicTape<T>>> tapes_;
+  std::vector<std::vector<Matrix<T>>> grads_;
+};
+
+}  // namespace nn
+}  // namespace reparam

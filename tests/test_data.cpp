@@ -1,0 +1,155 @@
+// The IDX reader (gzip and plain, and every refusal), load_mnist, binarization, the batcher
+// (each epoch a permutation, seeded) and uniform_index (chi-square). Built when zlib is found.
+#include <cstdio>
+#include <set>
+
+#include <zlib.h>
+
+#include <reparam/data/batcher.hpp>
+#include <reparam/data/idx.hpp>
+
+#include "support.hpp"
+
+using namespace reparam;
+
+#define REQUIRE_ERROR(expr, Type, text) REQUIRE_THROWS_MATCHES(expr, Type, Catch::Matchers::Message(text))
+
+namespace {
+
+std::vector<unsigned char> idx_bytes(std::uint32_t magic, const std::vector<std::uint32_t>& dims, const std::vector<unsigned char>& data) {
+  return data::idx_bytes(dims, data, magic);
+}
+void write_file(const std::string& p, const std::vector<unsigned char>& b, bool gz) { data::write_file(p, b, gz); }
+
+}  // namespace
+
+TEST_CASE("read_idx: plain and gzip files give the same array", "[data]") {
+  std::vector<unsigned char> data(2 * 3 * 4);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 7);
+  const auto bytes = idx_bytes(0x803, {2, 3, 4}, data);
+  write_file("reparam_test.idx", bytes, false);
+  write_file("reparam_test.idx.gz", bytes, true);
+  for (const char* p : {"reparam_test.idx", "reparam_test.idx.gz"}) {
+    const data::IdxArray a = data::read_idx(p);
+    CHECK(a.dims == std::vector<std::uint32_t>{2, 3, 4});
+    CHECK(a.data == data);
+    CHECK(a.count() == 2);
+  }
+  std::remove("reparam_test.idx");
+  std::remove("reparam_test.idx.gz");
+  REQUIRE_ERROR(data::write_file("no_such_dir/x.idx", bytes, false), FileError, "reparam: write_file: cannot write (no_such_dir/x.idx)");
+  REQUIRE_ERROR(data::write_file("no_such_dir/x.idx.gz", bytes, true), FileError, "reparam: write_file: cannot write (no_such_dir/x.idx.gz)");
+}
+
+TEST_CASE("read_idx: missing, truncated, longer, corrupt, wrong magic, wrong type", "[data][errors]") {
+  const std::string p = "reparam_bad.idx";
+  std::remove(p.c_str());
+  REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: cannot open (" + p + ": no such file)");
+  REQUIRE_ERROR(data::read_idx("."), FileError, "reparam: read_idx: cannot open (.: is a directory)");
+  const std::vector<unsigned char> data(12, 1);
+  auto bytes = idx_bytes(0x802, {3, 4}, data);
+  bytes.resize(bytes.size() - 2);
+  write_file(p, bytes, false);
+  REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: file is truncated (" + p + ": 10 of 12 data bytes)");
+  write_file(p, {0, 0}, false);
+  REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: file is truncated (" + p + ": no IDX header)");
+  write_file(p, {0, 0, 8, 2, 0, 0}, false);
+  REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: file is truncated (" + p + ": in the dimensions)");
+  bytes = idx_bytes(0x802, {3, 4}, data);
+  bytes.push_back(0);
+  write_file(p, bytes, false);
+  REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: file is longer than its dimensions say (" + p + ")");
+  write_file(p, idx_bytes(0x12345678, {3}, {1, 2, 3}), false);
+  REQUIRE_ERROR(data::read_idx(p), FileError,
+                "reparam: read_idx: wrong magic number (" + p + ": not an IDX file; bytes 18 52 86 120)");
+  write_file(p, idx_bytes(0x0d01, {3}, {1, 2, 3}), false);
+  REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: unsupported element type (" + p + ": type 0x0d, only unsigned bytes 0x08)");
+  // a gzip stream with flipped bytes: zlib's own diagnosis, named
+  std::vector<unsigned char> big(20000);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<unsigned char>((i * i) >> 3);
+  write_file(p, idx_bytes(0x801, {20000}, big), true);
+  std::FILE* f = std::fopen(p.c_str(), "r+b");
+  std::fseek(f, 0, SEEK_END);
+  const long size = std::ftell(f);
+  std::fseek(f, size / 2, SEEK_SET);
+  for (int i = 0; i < 16; ++i) std::fputc(0xa5, f);
+  std::fclose(f);
+  REQUIRE_THROWS_WITH(data::read_idx(p), Catch::Matchers::StartsWith("reparam: read_idx: corrupt file (" + p + ": "));
+  std::remove(p.c_str());
+}
+
+TEST_CASE("load_mnist: a folder of four files, labels checked, counts matched, binarized at > 127", "[data]") {
+  const std::string d = "reparam_mnist_test";
+  std::remove((d + "/train-images-idx3-ubyte").c_str());
+  REQUIRE_ERROR(data::load_mnist<float>(d + "_nowhere", "train"), FileError, "reparam: load_mnist: no such folder (" + d + "_nowhere)");
+  REQUIRE(system(("mkdir -p " + d).c_str()) == 0);
+  std::vector<unsigned char> px(3 * 2 * 2);
+  for (std::size_t i = 0; i < px.size(); ++i) px[i] = static_cast<unsigned char>(std::vector<int>{0, 127, 128, 255}[i % 4]);
+  write_file(d + "/train-images-idx3-ubyte.gz", idx_bytes(0x803, {3, 2, 2}, px), true);
+  REQUIRE_ERROR(data::load_mnist<float>(d, "train"), FileError, "reparam: load_mnist: missing file (" + d + "/train-labels-idx1-ubyte[.gz])");
+  write_file(d + "/train-labels-idx1-ubyte", idx_bytes(0x801, {3}, {1, 9, 0}), false);
+  data::MnistSet<float> s = data::load_mnist<float>(d, "train");
+  CHECK(s.size() == 3);
+  CHECK(s.rows == 2);
+  CHECK(s.cols == 2);
+  CHECK(s.labels == std::vector<int>{1, 9, 0});
+  CHECK(s.images(0, 1) == 127.0f / 255);
+  s.binarize();
+  CHECK(s.images.row(0) == (Matrix<float>(1, 4) << 0, 0, 1, 1).finished());
+  write_file(d + "/train-labels-idx1-ubyte", idx_bytes(0x801, {2}, {1, 9}), false);
+  REQUIRE_ERROR(data::load_mnist<float>(d, "train"), FileError,
+                "reparam: load_mnist: image and label counts differ (3 images in " + d + "/train-images-idx3-ubyte.gz, 2 labels in " + d +
+                    "/train-labels-idx1-ubyte)");
+  write_file(d + "/train-labels-idx1-ubyte", idx_bytes(0x801, {3}, {1, 10, 0}), false);
+  REQUIRE_ERROR(data::load_mnist<float>(d, "train"), FileError,
+                "reparam: load_mnist: label out of range (" + d + "/train-labels-idx1-ubyte: 10 at index 1)");
+  REQUIRE(system(("rm -rf " + d).c_str()) == 0);
+}
+
+TEST_CASE("Batcher: every epoch a permutation cut into full batches; the same seed the same order", "[data]") {
+  data::Batcher a(23, 5, 9), b(23, 5, 9), c(23, 5, 10);
+  CHECK(a.batches_per_epoch() == 4);
+  bool differs = false;
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    std::set<Index> seen;
+    for (int k = 0; k < 4; ++k) {
+      const std::vector<Index> x = a.next();
+      CHECK(x == b.next());
+      differs = differs || x != c.next();
+      CHECK(x.size() == 5);
+      for (Index i : x) {
+        CHECK(i >= 0);
+        CHECK(i < 23);
+        seen.insert(i);
+      }
+    }
+    CHECK(seen.size() == 20);  // distinct within the epoch
+  }
+  CHECK(differs);
+  CHECK(a.epoch() == 2);
+  REQUIRE_ERROR(data::Batcher(10, 11, 1), DomainError, "reparam: Batcher: batch must be in [1, 10] (got 11 for 10 rows)");
+  REQUIRE_ERROR(data::Batcher(10, 0, 1), DomainError, "reparam: Batcher: batch must be in [1, 10] (got 0 for 10 rows)");
+  Matrix<float> src = Matrix<float>::Random(6, 3), out;
+  data::gather_rows(src, {4, 0}, out);
+  CHECK(out.row(0) == src.row(4));
+  CHECK(out.row(1) == src.row(0));
+  REQUIRE_ERROR(data::gather_rows(src, {6}, out), ShapeError, "reparam: gather_rows: index out of range (got 6 for 6 rows)");
+}
+
+TEST_CASE("uniform_index: uniform over [0, n) (chi-square, seeded)", "[data][stats]") {
+  Rng rng(4);
+  for (std::uint64_t n : {2ull, 7ull, 10ull, 1000ull}) {
+    std::vector<double> counts(n, 0);
+    const int draws = 200000;
+    for (int i = 0; i < draws; ++i) {
+      const std::uint64_t k = data::uniform_index(rng, n);
+      REQUIRE(k < n);
+      counts[k] += 1;
+    }
+    double chi2 = 0;
+    const double e = double(draws) / double(n);
+    for (double c : counts) chi2 += (c - e) * (c - e) / e;
+    // chi-square with n - 1 degrees of freedom: mean n - 1, sd sqrt(2(n - 1)); 5 sd
+    CHECK(chi2 < double(n - 1) + 5 * std::sqrt(2.0 * double(n - 1)));
+  }
+}
