@@ -319,11 +319,11 @@ namespace {
 template <class T>
 void check_vae_step(int threads) {
   Gen gen(61);
-  const Index batch = 64, latent = 8;
-  const M<T> images = (gen.matrix(300, 784, 0, 1).array() > 0.5).template cast<T>().matrix();
+  const Index batch = 32, latent = 8;
+  const M<T> images = (gen.matrix(150, 784, 0, 1).array() > 0.5).template cast<T>().matrix();
   Rng rng(3);
-  nn::Mlp<T> encoder({784, 128, 2 * latent}, nn::Activation::relu, rng);
-  nn::Mlp<T> decoder({latent, 128, 784}, nn::Activation::relu, rng);
+  nn::Mlp<T> encoder({784, 64, 2 * latent}, nn::Activation::relu, rng);
+  nn::Mlp<T> decoder({latent, 64, 784}, nn::Activation::relu, rng);
   nn::ParameterList<T> params;
   encoder.collect(params, "encoder");
   decoder.collect(params, "decoder");
@@ -360,7 +360,7 @@ void check_vae_step(int threads) {
   for (int i = 0; i < 8; ++i) step();  // warm-up: arenas, workspaces, the batcher's epoch
   const long before = g_allocs.load();
   T last = 0;
-  for (int i = 0; i < 10; ++i) last = step();  // crosses an epoch boundary (4 batches per epoch)
+  for (int i = 0; i < 10; ++i) last = step();  // crosses epoch boundaries (4 batches per epoch)
   const long during = g_allocs.load() - before;
   CHECK(std::isfinite(double(last)));
   INFO("heap allocations in 10 steady-state VAE steps on " << threads << " threads: " << during);

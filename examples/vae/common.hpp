@@ -85,6 +85,7 @@ inline bool make_dirs(const std::string& path) {
 /// Checks the flags that do not need the data; the out folder is created and probed.
 inline void check_options(const Options& o) {
   if (o.steps <= 0) throw UsageError("--steps must be > 0 (got " + std::to_string(o.steps) + ")");
+  if (o.steps > 100000000) throw UsageError("--steps must be at most 100000000 (got " + std::to_string(o.steps) + ")");
   if (o.batch <= 0) throw UsageError("--batch must be > 0 (got " + std::to_string(o.batch) + ")");
   if (!(o.lr > 0) || !std::isfinite(o.lr)) throw UsageError("--lr must be a positive number (got " + std::to_string(o.lr) + ")");
   if (o.threads < 0) throw UsageError("--threads must be >= 0 (got " + std::to_string(o.threads) + ")");
