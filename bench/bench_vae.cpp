@@ -39,16 +39,22 @@ const Mat& images() {
   return m;
 }
 
-struct Gaussian {
+// An encoder and a decoder (relu between layers) drawn from one seeded generator.
+struct Net {
   reparam::Rng rng{1};
-  reparam::nn::Mlp<T> enc{{784, 400, 40}, reparam::nn::Activation::relu, rng};
-  reparam::nn::Mlp<T> dec{{20, 400, 784}, reparam::nn::Activation::relu, rng};
-  Index noise_cols = 20;
-  Mat zeros = Mat::Zero(1, 20);
+  reparam::nn::Mlp<T> enc, dec;
+  Net(const std::vector<Index>& e, const std::vector<Index>& d)
+      : enc(e, reparam::nn::Activation::relu, rng), dec(d, reparam::nn::Activation::relu, rng) {}
   void collect(reparam::nn::ParameterList<T>& p) {
     enc.collect(p, "encoder");
     dec.collect(p, "decoder");
   }
+};
+
+struct Gaussian : Net {
+  Gaussian() : Net({784, 400, 40}, {20, 400, 784}) {}
+  Index noise_cols = 20;
+  Mat zeros = Mat::Zero(1, 20);
   void noise(Mat& u) { reparam::fill_normal(rng, u); }
   template <class U>
   reparam::BasicVar<T> loss(reparam::BasicTape<T>& tape, reparam::BasicVar<T> x, const Eigen::DenseBase<U>& eps, long) {
@@ -59,16 +65,10 @@ struct Gaussian {
   }
 };
 
-struct Categorical {
-  reparam::Rng rng{1};
-  reparam::nn::Mlp<T> enc{{784, 512, 256, 200}, reparam::nn::Activation::relu, rng};
-  reparam::nn::Mlp<T> dec{{200, 256, 512, 784}, reparam::nn::Activation::relu, rng};
+struct Categorical : Net {
+  Categorical() : Net({784, 512, 256, 200}, {200, 256, 512, 784}) {}
   Index noise_cols = 200;
   Mat zeros = Mat::Zero(1, 10);
-  void collect(reparam::nn::ParameterList<T>& p) {
-    enc.collect(p, "encoder");
-    dec.collect(p, "decoder");
-  }
   void noise(Mat& u) { reparam::fill_uniform(rng, u); }
   template <class U>
   reparam::BasicVar<T> loss(reparam::BasicTape<T>& tape, reparam::BasicVar<T> x, const Eigen::DenseBase<U>& u, long step) {

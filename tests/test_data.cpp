@@ -62,6 +62,9 @@ TEST_CASE("read_idx: missing, truncated, longer, corrupt, wrong magic, wrong typ
   write_file(p, idx_bytes(0x12345678, {3}, {1, 2, 3}), false);
   REQUIRE_ERROR(data::read_idx(p), FileError,
                 "reparam: read_idx: wrong magic number (" + p + ": not an IDX file; bytes 18 52 86 120)");
+  // dimensions whose product wraps around 2^64 (2^17 x 2^17 x 2^31 = 2^65) are refused, not read as 0
+  write_file(p, idx_bytes(0x803, {1u << 17, 1u << 17, 1u << 31}, {}), false);
+  REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: dimensions are too large (" + p + ")");
   write_file(p, idx_bytes(0x0d01, {3}, {1, 2, 3}), false);
   REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: unsupported element type (" + p + ": type 0x0d, only unsigned bytes 0x08)");
   // a gzip stream with flipped bytes: zlib's own diagnosis, named

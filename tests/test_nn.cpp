@@ -119,6 +119,8 @@ TEST_CASE("Activation: each one on a Var", "[nn]") {
 TEST_CASE("Linear and Mlp: errors", "[nn][errors]") {
   Rng rng(1);
   REQUIRE_ERROR(nn::Linear<double>(0, 3, rng), ShapeError, "reparam: Linear: sizes must be positive (got in 0, out 3)");
+  REQUIRE_ERROR(nn::Linear<double>(Index(1) << 40, Index(1) << 40, rng), ShapeError,
+                "reparam: Linear: size overflows (1099511627776x1099511627776)");
   REQUIRE_ERROR(nn::Mlp<double>({4}, nn::Activation::relu, rng), ShapeError,
                 "reparam: Mlp: needs at least two sizes, in and out (got 1)");
   nn::Linear<double> l(3, 2, rng);
@@ -216,6 +218,17 @@ TEST_CASE("ThreadPool: every thread once, contiguous shards, the first exception
   pool.run([&](int t) { if (t == 0) ran = 1; });  // usable after an exception
   CHECK(ran == 1);
   REQUIRE_ERROR(ThreadPool(-1), DomainError, "reparam: ThreadPool: threads must be >= 0 (got -1)");
+  // run inside run (misuse) is refused, not a deadlock; the pool stays usable
+  for (int n : {1, 2}) {
+    ThreadPool p2(n);
+    REQUIRE_ERROR(p2.run([&](int t) {
+      if (t == 0) p2.run([](int) {});
+    }),
+                  GraphError, "reparam: ThreadPool.run: already running (run is not reentrant and takes one caller at a time)");
+    int again = 0;
+    p2.run([&](int t) { if (t == 0) again = 1; });
+    CHECK(again == 1);
+  }
   CHECK(ThreadPool(0).size() == ThreadPool::hardware_threads());
 }
 

@@ -105,12 +105,8 @@ struct Data {
 };
 inline Data load_data(const Options& o) {
   Data d;
-  try {
-    d.train = reparam::data::load_mnist<T>(o.data, "train");
-    d.test = reparam::data::load_mnist<T>(o.data, "t10k");
-  } catch (const reparam::FileError& e) {
-    throw UsageError(e.what());
-  }
+  d.train = reparam::data::load_mnist<T>(o.data, "train");  // FileError: exit 2 through guarded()
+  d.test = reparam::data::load_mnist<T>(o.data, "t10k");
   if (d.train.images.cols() != 784 || d.test.images.cols() != 784)
     throw UsageError("images must be 28x28 (got " + std::to_string(d.train.rows) + "x" + std::to_string(d.train.cols) + ")");
   d.train.binarize();
@@ -273,15 +269,10 @@ inline double write_curve(const Options& o, const std::vector<double>& loss, lon
 inline int guarded(const char* prog, const std::function<int()>& body) {
   try {
     return body();
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "%s: error: %s\n", prog, e.what());
-    return 2;
-  } catch (const reparam::FileError& e) {
-    std::fprintf(stderr, "%s: error: %s\n", prog, e.what());
-    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", prog, e.what());
-    return 1;
+    const bool bad_input = dynamic_cast<const UsageError*>(&e) || dynamic_cast<const reparam::FileError*>(&e);
+    return bad_input ? 2 : 1;
   }
 }
 

@@ -66,13 +66,7 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   reparam::nn::ParameterList<T> params;
   model.collect(params);
   reparam::optim::Adam<T> adam(params.pointers(), {T(o.lr)});
-  if (!o.load.empty()) {
-    try {
-      reparam::nn::load_checkpoint(o.load, params, &adam);
-    } catch (const reparam::FileError& e) {
-      throw UsageError(e.what());
-    }
-  }
+  if (!o.load.empty()) reparam::nn::load_checkpoint(o.load, params, &adam);  // FileError: exit 2
   const long first_step = adam.steps();
   reparam::set_blas_threads(1);  // with the BLAS backend (reparam::openblas): our threads, not OpenBLAS's
   reparam::nn::DataParallel<T> dp(params, o.threads);

@@ -7,6 +7,7 @@
 ///     pool.run([&](int t) { work_on_shard(t); });  // t = 0..3; returns when all are done
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -23,7 +24,8 @@ namespace reparam {
 
 /// Threads that run `f(t)` for t = 0..size()-1, one call per thread; thread 0 is the caller.
 /// `run` returns when every call has returned and rethrows the first exception (by thread
-/// number) any of them threw. Workers sleep between calls. Not reentrant: one `run` at a time.
+/// number) any of them threw. Workers sleep between calls. Not reentrant: a second `run` while one
+/// is under way (from inside f, or from another thread) throws GraphError.
 class ThreadPool {
  public:
   /// `threads` in all, the calling thread included; 0 means one per hardware thread.
@@ -55,6 +57,12 @@ class ThreadPool {
   template <class F>
   void run(F&& f) {
     using Fn = std::remove_reference_t<F>;
+    if (busy_.exchange(true))
+      detail::throw_graph("ThreadPool.run", "already running (run is not reentrant and takes one caller at a time)");
+    struct Release {
+      std::atomic<bool>& b;
+      ~Release() { b = false; }
+    } release{busy_};
     if (workers_.empty()) {
       f(0);
       return;
@@ -123,6 +131,7 @@ class ThreadPool {
   std::uint64_t generation_ = 0;
   int pending_ = 0;
   bool stop_ = false;
+  std::atomic<bool> busy_{false};
 };
 
 }  // namespace reparam

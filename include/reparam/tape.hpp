@@ -180,14 +180,7 @@ class BasicTape {
   /// if it is not already).
   Var variable(Parameter<T>& p) {
     if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols()) p.zero_grad();
-    Var v = push("variable", 0, 0, nullptr, 0, true, 0);
-    Node& n = nodes_[v.index_];
-    n.value = p.value.data();
-    n.grad = p.grad.data();
-    n.rows = p.value.rows();
-    n.cols = p.value.cols();
-    n.kind = detail::NodeKind::variable;
-    return v;
+    return in_place(p, p.grad.data());
   }
   /// Leaf reading `p.value` in place whose gradient goes to `grad` (resized to the value's shape
   /// and zeroed if it is not already that shape) instead of `p.grad`: for data-parallel steps,
@@ -195,25 +188,10 @@ class BasicTape {
   /// value is only read, so threads may share it).
   Var variable(const Parameter<T>& p, Matrix<T>& grad) {
     if (grad.rows() != p.value.rows() || grad.cols() != p.value.cols()) grad.setZero(p.value.rows(), p.value.cols());
-    Var v = push("variable", 0, 0, nullptr, 0, true, 0);
-    Node& n = nodes_[v.index_];
-    n.value = const_cast<T*>(p.value.data());  // never written: only the gradient of a leaf is
-    n.grad = grad.data();
-    n.rows = p.value.rows();
-    n.cols = p.value.cols();
-    n.kind = detail::NodeKind::variable;
-    return v;
+    return in_place(p, grad.data());
   }
   /// Leaf reading `p.value` in place (no copy), without gradient.
-  Var constant(const Parameter<T>& p) {
-    Var v = push("constant", 0, 0, nullptr, 0, false, 0);
-    Node& n = nodes_[v.index_];
-    n.value = const_cast<T*>(p.value.data());  // never written: constants have no gradient
-    n.rows = p.value.rows();
-    n.cols = p.value.cols();
-    n.kind = detail::NodeKind::constant;
-    return v;
-  }
+  Var constant(const Parameter<T>& p) { return in_place(p, nullptr); }
 
   /// How layers read their weights: `variable(p)` normally; `constant(p)` while gradients are
   /// off (`NoGrad`, evaluation); `variable(p, buffer)` when `bind_gradient(p, buffer)` was called
@@ -330,6 +308,20 @@ class BasicTape {
       node.many = in;  // already in the arena (Operation put it there)
     }
     return Var(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
+  }
+
+  /// A leaf whose value is `p.value` itself (never written: only gradients of leaves are); a
+  /// variable adding into `grad`, or a constant when `grad` is null.
+  Var in_place(const Parameter<T>& p, T* grad) {
+    const bool var = grad != nullptr;
+    Var v = push(var ? "variable" : "constant", 0, 0, nullptr, 0, var, 0);
+    Node& n = nodes_[v.index_];
+    n.value = const_cast<T*>(p.value.data());
+    n.grad = grad;
+    n.rows = p.value.rows();
+    n.cols = p.value.cols();
+    n.kind = var ? detail::NodeKind::variable : detail::NodeKind::constant;
+    return v;
   }
 
   template <class Derived>

@@ -76,8 +76,8 @@ inline IdxArray read_idx(const std::string& path) {
     if (read(b, 4, "the dimensions") != 4) throw_file("read_idx", "file is truncated (" + path + ": in the dimensions)");
     const std::uint32_t v = (std::uint32_t(b[0]) << 24) | (std::uint32_t(b[1]) << 16) | (std::uint32_t(b[2]) << 8) | b[3];
     a.dims.push_back(v);
+    if (v != 0 && total > (std::uint64_t(1) << 34) / v) throw_file("read_idx", "dimensions are too large (" + path + ")");
     total *= v;
-    if (total > (std::uint64_t(1) << 34)) throw_file("read_idx", "dimensions are too large (" + path + ")");
   }
   a.data.resize(static_cast<std::size_t>(total));
   const std::size_t got = read(a.data.data(), a.data.size(), "the data");

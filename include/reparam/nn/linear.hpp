@@ -32,6 +32,7 @@ class Linear {
   Linear(Index in, Index out, G& rng) {
     if (in <= 0 || out <= 0)
       detail::throw_shape("Linear", "sizes must be positive (got in " + std::to_string(in) + ", out " + std::to_string(out) + ")");
+    detail::shape_size("Linear", in, out);  // ShapeError if in x out overflows
     using std::sqrt;
     const T bound = T(1) / sqrt(T(in));
     auto draw = [&](Matrix<T>& m) {
