@@ -159,6 +159,74 @@ TEST_CASE("tape.parameter: a variable, a constant under NoGrad, or a bound gradi
   CHECK(p.grad == Mat::Constant(2, 2, 7.0));
 }
 
+TEST_CASE("tape.overwrite_gradients: the first sweep assigns into Parameter buffers holding garbage", "[nn][tape]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Gen g(5);
+  Parameter<double> w(g.matrix(3, 4)), b(g.matrix(1, 4)), unused(g.matrix(2, 2)), unread(g.matrix(2, 2));
+  const Mat x = g.matrix(5, 3);
+  auto loss = [&](Tape& t) { return sum(square(linear(t.constant(x), t.parameter(w), t.parameter(b)))); };
+  Tape ref;
+  ref.backward(loss(ref));
+  const Mat gw = w.grad, gb = b.grad;
+  for (Parameter<double>* p : {&w, &b, &unused, &unread}) p->grad.setConstant(nan);
+
+  Tape tape;
+  tape.overwrite_gradients();
+  CHECK(tape.gradient_pending(w.grad));
+  const Var l = loss(tape);
+  const Var u = tape.parameter(unused);  // a leaf nothing flows back to
+  CHECK(tape.parameter(w).index() == tape.parameter(w).index());  // one leaf per buffer and graph
+  tape.backward(l);
+  CHECK(w.grad == gw);  // the same bits as zeroing first
+  CHECK(b.grad == gb);
+  CHECK(unused.grad == Mat::Zero(2, 2));  // reached by no sweep: zeroed by it
+  CHECK(u.grad() == Mat::Zero(2, 2));
+  CHECK_FALSE(tape.gradient_pending(w.grad));
+  CHECK_FALSE(tape.gradient_pending(unused.grad));
+  CHECK(tape.gradient_pending(unread.grad));  // no leaf: still garbage, and said so
+  CHECK(std::isnan(unread.grad(0, 0)));
+  tape.backward(l);  // later sweeps add
+  CHECK(w.grad == 2 * gw);
+
+  // A Parameter read twice is one leaf: both uses add into one buffer.
+  tape.clear();
+  CHECK_FALSE(tape.gradient_pending(w.grad));  // clear() ends the overwrite
+  w.grad.setConstant(nan);
+  tape.overwrite_gradients();
+  tape.backward(sum(tape.parameter(w) * tape.parameter(w)));
+  CHECK((w.grad - 2 * w.value).cwiseAbs().maxCoeff() == 0);
+
+  // Reading a fresh leaf's gradient before any sweep gives zeros and settles it.
+  tape.clear();
+  w.grad.setConstant(nan);
+  tape.overwrite_gradients();
+  const Var v = tape.parameter(w);
+  CHECK(v.grad() == Mat::Zero(3, 4));
+  CHECK_FALSE(tape.gradient_pending(w.grad));
+  tape.backward(sum(v));
+  CHECK(w.grad == Mat::Ones(3, 4));
+
+  // A sum below the leaf (a constant gradient kept as one number) is written out in full.
+  tape.clear();
+  w.grad.setConstant(nan);
+  tape.overwrite_gradients();
+  tape.backward(sum(tape.parameter(w)));
+  CHECK(w.grad == Mat::Ones(3, 4));
+
+  // A rule that throws mid-sweep leaves zeros or partial sums, never the garbage.
+  tape.clear();
+  w.grad.setConstant(nan);
+  b.grad.setConstant(nan);
+  tape.overwrite_gradients();
+  const Var wv = tape.parameter(w), bv = tape.parameter(b);
+  Operation<double> op("boom", {wv});
+  const Var boom = op.record(1, 1, [](auto y) { y.setZero(); }, [](Backward<double>&) { throw std::runtime_error("boom"); });
+  CHECK_THROWS_AS(tape.backward(sum(bv) + boom), std::runtime_error);
+  CHECK(w.grad == Mat::Zero(3, 4));
+  CHECK(b.grad == Mat::Ones(1, 4));
+  CHECK_FALSE(tape.gradient_pending(w.grad));
+}
+
 TEST_CASE("ParameterList: names, counts, gradient norm and PyTorch's clip_grad_norm", "[nn]") {
   Fixture f;
   REQUIRE(f.params.size() == 6);
@@ -242,7 +310,8 @@ TEST_CASE("DataParallel: the gradient of every thread count equals one tape's; t
     REQUIRE(dp.threads() == n);
     std::vector<Mat> first;
     for (int rep = 0; rep < 3; ++rep) {
-      for (std::size_t i = 0; i < f.params.size(); ++i) f.params[i].grad.setConstant(5);  // replaced, not added to
+      for (std::size_t i = 0; i < f.params.size(); ++i)  // replaced, not added to, never read
+        f.params[i].grad.setConstant(rep == 1 ? std::numeric_limits<double>::quiet_NaN() : 5);
       dp.run(f.x.rows(), [&](Tape& t, Index begin, Index count, int) { t.backward(f.loss(t, begin, count)); });
       const std::vector<Mat> g = grads(f.params);
       for (std::size_t i = 0; i < g.size(); ++i) {
@@ -265,6 +334,19 @@ TEST_CASE("DataParallel: the gradient of every thread count equals one tape's; t
     });
     CHECK(std::accumulate(seen.begin(), seen.end(), Index(0)) == f.x.rows());
     CHECK(std::accumulate(recorded.begin(), recorded.end(), 0) == 0);
+  }
+  {
+    // Threads without rows, and a step whose loss leaves out the last layer on some threads:
+    // every gradient still replaced (zeros where nothing flowed), no garbage kept.
+    nn::DataParallel<double> dp(f.params, 4);
+    for (std::size_t i = 0; i < f.params.size(); ++i) f.params[i].grad.setConstant(std::numeric_limits<double>::quiet_NaN());
+    dp.run(2, [&](Tape& t, Index begin, Index count, int) { t.backward(f.loss(t, begin, count)); });
+    for (std::size_t i = 0; i < f.params.size(); ++i) CHECK(f.params[i].grad.allFinite());
+    dp.run(4, [&](Tape& t, Index, Index, int th) {
+      if (th % 2 == 0) t.backward(sum(t.parameter(f.params[0])));
+    });
+    CHECK(f.params[0].grad == Mat::Constant(f.params[0].rows(), f.params[0].cols(), 2.0));
+    for (std::size_t i = 1; i < f.params.size(); ++i) CHECK(f.params[i].grad == Mat::Zero(f.params[i].rows(), f.params[i].cols()));
   }
   nn::DataParallel<double> dp(f.params, 2);
   REQUIRE_THROWS_MATCHES(dp.run(4, [&](Tape& t, Index, Index, int th) {

@@ -90,3 +90,28 @@ TEST_CASE("stop_gradient keeps the value and blocks the gradient", "[ops][linalg
   tape.backward(sum(v * s));  // d/dv (v * stop(v)) = stop(v) = 3, not 2v = 6
   CHECK((v.grad().array() == 3.0).all());
 }
+
+TEST_CASE("GEMM-sized gradients assigned into buffers holding garbage equal those added into zeros", "[ops][linalg][grad]") {
+  // Backward rules of matmul and linear assign (BLAS beta = 0) where nothing flowed yet: into
+  // interior nodes' buffers, and into Parameter buffers after tape.overwrite_gradients().
+  Gen gen(23);
+  const Mat x = gen.matrix(40, 30);
+  Parameter<double> w(gen.matrix(30, 50)), b(gen.matrix(1, 50)), u(gen.matrix(50, 20));
+  auto loss = [&](Tape& t) {
+    const Var h = tanh(linear(t.constant(x), t.parameter(w), t.parameter(b)));  // interior operand of matmul
+    return sum(square(matmul(h, t.parameter(u))));
+  };
+  Tape ref;
+  ref.backward(loss(ref));
+  const Mat gw = w.grad, gb = b.grad, gu = u.grad;
+  Tape tape;
+  for (int rep = 0; rep < 2; ++rep) {  // the second time, the arena holds the first graph's numbers
+    for (Parameter<double>* p : {&w, &b, &u}) p->grad.setConstant(std::numeric_limits<double>::quiet_NaN());
+    tape.clear();
+    tape.overwrite_gradients();
+    tape.backward(loss(tape));
+    CHECK(w.grad == gw);
+    CHECK(b.grad == gb);
+    CHECK(u.grad == gu);
+  }
+}

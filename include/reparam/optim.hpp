@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <reparam/detail/math.hpp>
 #include <reparam/errors.hpp>
 #include <reparam/parallel.hpp>
 #include <reparam/tape.hpp>
@@ -190,7 +191,9 @@ class Adam {
           // m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
           m = o_.beta1 * m + (T(1) - o_.beta1) * g;
           v = o_.beta2 * v + (T(1) - o_.beta2) * g.square();
-          pv -= step_size * m / (v.sqrt() * inv_bc2_sqrt + o_.eps);  // one division per element, not two
+          // one division per element, not two; the sqrt correctly rounded (as torch's), where
+          // Eigen's fast-math float packets would approximate it (and differ between SSE and AVX)
+          pv -= step_size * m / (v.unaryExpr(reparam::detail::ExactSqrtFunctor<T>()) * inv_bc2_sqrt + o_.eps);
         }
       }
     };

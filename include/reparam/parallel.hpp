@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -39,7 +40,7 @@ class ThreadPool {
   ~ThreadPool() {
     {
       std::lock_guard<std::mutex> lock(m_);
-      stop_ = true;
+      stop_.store(true, std::memory_order_release);
     }
     start_.notify_all();
     for (std::thread& w : workers_) w.join();
@@ -71,14 +72,14 @@ class ThreadPool {
       std::lock_guard<std::mutex> lock(m_);
       fn_ = [](void* ctx, int t) { (*static_cast<Fn*>(ctx))(t); };
       ctx_ = const_cast<void*>(static_cast<const void*>(&f));
-      pending_ = static_cast<int>(workers_.size());
-      ++generation_;
+      pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+      generation_.store(generation_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
-    start_.notify_all();
+    start_.notify_all();  // no system call when every worker is still spinning
     call(0);
-    {
+    if (!spin([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lock(m_);
-      done_.wait(lock, [this] { return pending_ == 0; });
+      done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
     }
     for (std::exception_ptr& e : errors_)
       if (e) {
@@ -103,22 +104,34 @@ class ThreadPool {
       errors_[static_cast<std::size_t>(t)] = std::current_exception();
     }
   }
+  /// Polls `ready` for up to about 100 microseconds: the calls of one training step follow each
+  /// other closely (forward and backward, the sum over threads, the optimizer), and waking a
+  /// sleeping thread costs tens of microseconds. Then the caller sleeps on a condition variable.
+  template <class Ready>
+  static bool spin(Ready&& ready) noexcept {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+    for (int i = 1;; ++i) {
+      if (ready()) return true;
+      if (i % 64 == 0 && std::chrono::steady_clock::now() > until) return false;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
   void loop(int t) {
     std::uint64_t seen = 0;
     for (;;) {
-      {
+      if (!spin([&] { return generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_acquire); })) {
         std::unique_lock<std::mutex> lock(m_);
-        start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
+        start_.wait(lock, [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; });
       }
+      if (stop_.load(std::memory_order_acquire)) return;
+      seen = generation_.load(std::memory_order_acquire);
       call(t);
-      bool last;
-      {
-        std::lock_guard<std::mutex> lock(m_);
-        last = --pending_ == 0;
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        { std::lock_guard<std::mutex> lock(m_); }  // the caller is either before its check or asleep
+        done_.notify_one();
       }
-      if (last) done_.notify_one();
     }
   }
 
@@ -128,9 +141,9 @@ class ThreadPool {
   std::condition_variable start_, done_;
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
-  std::uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
   std::atomic<bool> busy_{false};
 };
 

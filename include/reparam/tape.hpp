@@ -214,6 +214,31 @@ class BasicTape {
   }
   /// Drops every binding: `parameter(p)` adds into `p.grad` again.
   void unbind_gradients() noexcept { bindings_.clear(); }
+
+  /// Until `clear()`, the gradient buffers of the Parameters this graph reads in place
+  /// (`parameter(p)`, `variable(p)`, `variable(p, buffer)`) count as holding zeros without being
+  /// zeroed: the first backward sweep assigns into them instead of adding (a GEMM with beta = 0,
+  /// no zeroing pass and no read of the old contents), and zeroes those it sends nothing to. The
+  /// result is that of zeroing them first (PyTorch's `zero_grad(set_to_none=True)`, then
+  /// `backward`). A buffer that no sweep reached stays unwritten: `gradient_pending(buffer)`
+  /// tells (nn::DataParallel zeroes those). Each Parameter buffer gets one leaf per graph: reading
+  /// the same Parameter again returns the same Var.
+  void overwrite_gradients() noexcept {
+    overwrite_ = true;
+    for (InPlace& l : in_place_)
+      if (l.done) {
+        l.done = false;
+        nodes_[l.node].fresh = true;
+      }
+  }
+  /// Whether `grad`'s contents are still pending after `overwrite_gradients()`: no backward sweep
+  /// of this graph has written (or zeroed) it. False when `overwrite_gradients` was not called.
+  bool gradient_pending(const Matrix<T>& grad) const noexcept {
+    if (!overwrite_) return false;
+    for (const InPlace& l : in_place_)
+      if (l.grad == grad.data() && l.rows == grad.rows() && l.cols == grad.cols()) return !l.done;
+    return true;
+  }
   /// Whether `parameter(p)` records variables (true unless a `NoGrad` scope is open).
   bool grad_enabled() const noexcept { return grad_enabled_; }
   /// Turns recording of parameters as variables on or off; prefer the `NoGrad` scope.
@@ -255,13 +280,18 @@ class BasicTape {
     for (Node& n : nodes_) {
       if (!n.requires_grad) continue;
       if (n.kind == detail::NodeKind::variable) MutMap(n.grad, n.rows, n.cols).setZero();
+      n.fresh = false;
     }
+    for (InPlace& l : in_place_) l.done = true;
     next_sweep();  // interior gradients: none holds a value any more
   }
 
-  /// Drops the graph (every Var of it becomes invalid) and keeps the memory for reuse.
+  /// Drops the graph (every Var of it becomes invalid) and keeps the memory for reuse; ends an
+  /// `overwrite_gradients()`.
   void clear() {
     nodes_.clear();
+    in_place_.clear();
+    overwrite_ = false;
     arena_.reset();
     ++generation_;
   }
@@ -312,8 +342,14 @@ class BasicTape {
 
   /// A leaf whose value is `p.value` itself (never written: only gradients of leaves are); a
   /// variable adding into `grad`, or a constant when `grad` is null.
+  /// One variable leaf per gradient buffer and graph (a second read returns the first Var).
   Var in_place(const Parameter<T>& p, T* grad) {
     const bool var = grad != nullptr;
+    if (var)
+      for (const InPlace& l : in_place_)
+        if (l.grad == grad && l.rows == p.value.rows() && l.cols == p.value.cols() &&
+            nodes_[l.node].value == p.value.data())
+          return Var(this, l.node, generation_);
     Var v = push(var ? "variable" : "constant", 0, 0, nullptr, 0, var, 0);
     Node& n = nodes_[v.index_];
     n.value = const_cast<T*>(p.value.data());
@@ -321,6 +357,10 @@ class BasicTape {
     n.rows = p.value.rows();
     n.cols = p.value.cols();
     n.kind = var ? detail::NodeKind::variable : detail::NodeKind::constant;
+    if (var) {
+      n.fresh = overwrite_;
+      in_place_.push_back({grad, n.rows, n.cols, v.index_, !overwrite_});  // capacity kept across clear()
+    }
     return v;
   }
 
@@ -337,8 +377,27 @@ class BasicTape {
     return v;
   }
 
-  /// Whether node n's gradient holds a value in the current sweep (leaves always do).
-  bool grad_ready(const Node& n) const { return n.kind == detail::NodeKind::variable || n.sweep == sweep_; }
+  /// Whether node n's gradient holds a value in the current sweep (leaves always do, unless
+  /// fresh: see overwrite_gradients).
+  bool grad_ready(const Node& n) const {
+    return (n.kind == detail::NodeKind::variable && !n.fresh) || n.sweep == sweep_;
+  }
+
+  /// After a sweep: fresh leaves it wrote hold their gradient (materialized if kept as one
+  /// number), those it did not are zeroed; none is fresh any more.
+  void settle_fresh() noexcept {
+    for (InPlace& l : in_place_) {
+      Node& n = nodes_[l.node];
+      if (!n.fresh) continue;
+      if (n.sweep != sweep_)
+        MutMap(n.grad, n.rows, n.cols).setZero();
+      else if (n.grad_const)
+        materialize(n);
+      n.fresh = false;
+      n.grad_const = false;
+      l.done = true;
+    }
+  }
 
   void materialize(Node& n) const {
     MutMap(n.grad, n.rows, n.cols).setConstant(n.grad[0]);
@@ -401,6 +460,11 @@ class BasicTape {
       MutMap(n.grad, n.rows, n.cols).setZero();
       n.sweep = sweep_;
       n.grad_const = false;
+      if (n.fresh) {
+        n.fresh = false;
+        for (InPlace& l : in_place_)
+          if (l.node == v.index_) l.done = true;
+      }
     }
     if (n.grad_const) materialize(n);
     return ConstMap(n.grad, n.rows, n.cols);
@@ -422,10 +486,13 @@ class BasicTape {
     }
     // Reverse sweep: one loop, no recursion (graphs of millions of nodes are fine). Rules of
     // empty results have nothing to pass on.
-    struct Guard {
-      bool& flag;
-      ~Guard() { flag = false; }
-    } guard{in_sweep_};
+    struct Guard {  // also when a rule throws: no leaf stays fresh, none holds garbage
+      BasicTape& tape;
+      ~Guard() {
+        tape.in_sweep_ = false;
+        if (tape.overwrite_) tape.settle_fresh();
+      }
+    } guard{*this};
     in_sweep_ = true;
     for (std::uint32_t i = top + 1; i-- > 0;) {
       const Node& n = nodes_[i];
@@ -447,9 +514,17 @@ class BasicTape {
     const Parameter<T>* param;
     Matrix<T>* grad;
   };
+  struct InPlace {  // a variable leaf on a Parameter's value, by gradient buffer
+    T* grad;
+    Index rows, cols;
+    std::uint32_t node;
+    bool done;  // the buffer holds its gradient (not pending an overwrite)
+  };
 
   std::vector<Node> nodes_;
   std::vector<Binding> bindings_;
+  std::vector<InPlace> in_place_;
+  bool overwrite_ = false;
   bool grad_enabled_ = true;
   detail::Arena arena_;
   detail::Workspace<T> workspace_;

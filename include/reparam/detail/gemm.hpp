@@ -74,15 +74,27 @@ void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, I
 }
 
 /// C (m x n, row-major) += alpha * op(A) * op(B); op(X) is X or its transpose. A and B are
-/// row-major maps; C must not alias them.
+/// row-major maps; C must not alias them. With `assign`, C = alpha * op(A) * op(B) instead, C's
+/// old contents never read (they may be garbage): the BLAS backend's beta = 0, no zeroing pass.
 template <class T>
 void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bool trans_a,
-              const Eigen::Map<const Matrix<T>>& B, bool trans_b, T alpha, Workspace<T>& ws) {
+              const Eigen::Map<const Matrix<T>>& B, bool trans_b, T alpha, Workspace<T>& ws, bool assign = false) {
   const Index m = C.rows(), n = C.cols();
   const Index k = trans_a ? A.rows() : A.cols();
-  if (m == 0 || n == 0 || k == 0) return;
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (assign) C.setZero();
+    return;
+  }
   constexpr bool blas_scalar = std::is_same<T, float>::value || std::is_same<T, double>::value;
   const bool tiny = m + n + k < 20;  // Eigen's own threshold for coefficient-based products
+#ifdef REPARAM_CBLAS
+  const bool to_blas = blas_scalar && !tiny && m != 1 && n != 1 && m < (Index(1) << 31) && n < (Index(1) << 31) &&
+                       k < (Index(1) << 31);
+#else
+  const bool to_blas = false;
+#endif
+  if (assign && !to_blas) C.setZero();  // Eigen's kernel only accumulates
   if (!blas_scalar || tiny || m == 1 || n == 1) {
     // Eigen evaluates these lazily or through GEMV without heap allocation.
     if (tiny || !blas_scalar) {
@@ -100,14 +112,15 @@ void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bo
   }
   if constexpr (blas_scalar) {
 #ifdef REPARAM_CBLAS
-    if (m < (Index(1) << 31) && n < (Index(1) << 31) && k < (Index(1) << 31)) {
-      // CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112; beta = 1 accumulates
+    if (to_blas) {
+      // CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112; beta = 1 accumulates, 0 assigns
       const int ta = trans_a ? 112 : 111, tb = trans_b ? 112 : 111;
+      const T beta = assign ? T(0) : T(1);
       if constexpr (std::is_same<T, float>::value)
-        cblas_sgemm(101, ta, tb, int(m), int(n), int(k), alpha, A.data(), int(A.cols()), B.data(), int(B.cols()), 1.0f,
+        cblas_sgemm(101, ta, tb, int(m), int(n), int(k), alpha, A.data(), int(A.cols()), B.data(), int(B.cols()), beta,
                     C.data(), int(C.cols()));
       else
-        cblas_dgemm(101, ta, tb, int(m), int(n), int(k), alpha, A.data(), int(A.cols()), B.data(), int(B.cols()), 1.0,
+        cblas_dgemm(101, ta, tb, int(m), int(n), int(k), alpha, A.data(), int(A.cols()), B.data(), int(B.cols()), beta,
                     C.data(), int(C.cols()));
       return;
     }

@@ -58,6 +58,9 @@ struct Node {
   // The gradient is grad[0] everywhere (e.g. below a sum): kept as one number until an operation
   // needs the full matrix, which saves a pass over memory per node.
   bool grad_const = false;
+  // A variable leaf whose buffer holds nothing yet (`BasicTape::overwrite_gradients`): its
+  // gradient is ready only once written in the current sweep, and the first write assigns.
+  bool fresh = false;
 
   Node() : in{0, 0} {}
   std::uint32_t input(std::size_t k) const noexcept { return n_in <= 2 ? in[k] : many[k]; }

@@ -53,10 +53,10 @@ class DataParallel {
 
   /// Clears every tape, then calls f(tape, first, count, t) on thread t for its rows
   /// [first, first + count) of `rows` (threads without rows are not called); the Parameters'
-  /// gradients become the sum over threads (thread 0 adds into them directly, the others into
-  /// their buffers, added after). With `accumulate` false (the default) the gradients are zeroed
-  /// first, by thread 0 while the others zero their buffers (no separate pass, no `zero_grad`
-  /// needed); with true they are added to what the Parameters hold. Returns after everything.
+  /// gradients become the sum over threads (thread 0 writes into them directly, the others into
+  /// their buffers, added after). With `accumulate` false (the default) the old gradients are
+  /// replaced (no `zero_grad` needed; the tapes overwrite instead of zeroing first, see
+  /// `BasicTape::overwrite_gradients`); with true they are added to. Returns after everything.
   template <class F>
   void run(Index rows, F&& f, bool accumulate = false) {
     const int n = threads();
@@ -65,12 +65,18 @@ class DataParallel {
     pool_.run([&](int t) {
       BasicTape<T>& tape = *tapes_[static_cast<std::size_t>(t)];
       tape.clear();
-      if (t > 0)
-        for (Matrix<T>& g : grads_[static_cast<std::size_t>(t)]) g.setZero();
-      else if (!accumulate)
-        for (auto& p : params_) p->grad.setZero();
+      // Zeroing every buffer would be a pass over all the parameters' memory: instead the first
+      // sweep assigns into the buffers (GEMMs with beta = 0) and only those it never reached
+      // are zeroed after f.
+      const bool overwrite = t > 0 || !accumulate;
+      if (overwrite) tape.overwrite_gradients();
       const auto s = ThreadPool::shard(rows, t, n);
       if (s.second > 0) f(tape, s.first, s.second, t);
+      if (overwrite)
+        for (std::size_t i = 0; i < params_.size(); ++i) {
+          Matrix<T>& g = t > 0 ? grads_[static_cast<std::size_t>(t)][i] : params_[i]->grad;
+          if (tape.gradient_pending(g)) g.setZero();
+        }
     });
     if (n == 1) return;
     // p.grad += g_1 + g_2 + ... in that order for every element; threads take element ranges.

@@ -23,21 +23,20 @@ BasicVar<T> matmul(const BasicVar<T>& a, const BasicVar<T>& b) {
   detail::check_inner("matmul", op.rows(0), op.cols(0), op.rows(1), op.cols(1));
   return op.record(
       op.rows(0), op.cols(1),
-      [&](detail::MMap<T> y) {
-        y.setZero();
-        detail::gemm_acc(y, op.input(0), false, op.input(1), false, T(1), op.workspace());
-      },
-      // da += g b^T,  db += a^T g  (the GEMM accumulates in place: no temporaries)
+      [&](detail::MMap<T> y) { detail::gemm_acc(y, op.input(0), false, op.input(1), false, T(1), op.workspace(), true); },
+      // da += g b^T,  db += a^T g: the GEMM accumulates in place, or assigns (BLAS beta = 0) where
+      // nothing flowed into the operand yet; no temporaries, no zeroing pass
       [](Backward<T>& bw) {
         const detail::CMap<T> g = bw.grad();
         detail::Workspace<T>& ws = bw.workspace();
+        bool assign = false;
         if (bw.needs(0)) {
-          detail::MMap<T> ga = bw.grad_buffer(0);
-          detail::gemm_acc(ga, g, false, bw.input(1), true, T(1), ws);
+          detail::MMap<T> ga = bw.target(0, true, assign);
+          detail::gemm_acc(ga, g, false, bw.input(1), true, T(1), ws, assign);
         }
         if (bw.needs(1)) {
-          detail::MMap<T> gb = bw.grad_buffer(1);
-          detail::gemm_acc(gb, bw.input(0), true, g, false, T(1), ws);
+          detail::MMap<T> gb = bw.target(1, true, assign);
+          detail::gemm_acc(gb, bw.input(0), true, g, false, T(1), ws, assign);
         }
       });
 }
@@ -64,21 +63,26 @@ BasicVar<T> linear(const BasicVar<T>& x, const BasicVar<T>& w, const BasicVar<T>
         y.rowwise() = op.input(2).row(0);
         detail::gemm_acc(y, op.input(0), false, op.input(1), false, T(1), op.workspace());
       },
-      // dx += g W^T,  dW += x^T g,  db += sum of g's rows
+      // dx += g W^T,  dW += x^T g,  db += sum of g's rows (each assigned where nothing flowed yet)
       [](Backward<T>& bw) {
         const detail::CMap<T> g = bw.grad();
         detail::Workspace<T>& ws = bw.workspace();
+        bool assign = false;
         if (bw.needs(0)) {
-          detail::MMap<T> gx = bw.grad_buffer(0);
-          detail::gemm_acc(gx, g, false, bw.input(1), true, T(1), ws);
+          detail::MMap<T> gx = bw.target(0, true, assign);
+          detail::gemm_acc(gx, g, false, bw.input(1), true, T(1), ws, assign);
         }
         if (bw.needs(1)) {
-          detail::MMap<T> gw = bw.grad_buffer(1);
-          detail::gemm_acc(gw, bw.input(0), true, g, false, T(1), ws);
+          detail::MMap<T> gw = bw.target(1, true, assign);
+          detail::gemm_acc(gw, bw.input(0), true, g, false, T(1), ws, assign);
         }
         if (bw.needs(2)) {
-          detail::MMap<T> gb = bw.grad_buffer(2);
-          for (Index i = 0; i < g.rows(); ++i) gb += g.row(i);  // contiguous rows: vectorizes
+          detail::MMap<T> gb = bw.target(2, true, assign);
+          Index i = 0;
+          if (assign) {
+            if (g.rows() == 0) gb.setZero(); else gb = g.row(i++);
+          }
+          for (; i < g.rows(); ++i) gb += g.row(i);  // contiguous rows: vectorizes
         }
       });
 }
