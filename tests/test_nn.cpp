@@ -153,10 +153,23 @@ TEST_CASE("tape.parameter: a variable, a constant under NoGrad, or a bound gradi
   tape.backward(sum(tape.parameter(p)));
   CHECK(buffer == Mat::Ones(2, 2));
   CHECK(p.grad == Mat::Constant(2, 2, 6.0));  // untouched
+  Parameter<double> q(Mat::Ones(2, 2));
+  REQUIRE_ERROR(tape.bind_gradient(q, buffer), GraphError,
+                "reparam: bind_gradient: the buffer is already bound to another Parameter (each needs its own)");
   tape.unbind_gradients();
   tape.clear();
   tape.backward(sum(tape.parameter(p)));
   CHECK(p.grad == Mat::Constant(2, 2, 7.0));
+
+  // An empty Parameter is still a variable (with an empty gradient), not a constant.
+  Parameter<double> empty(Mat(0, 3));
+  tape.clear();
+  const Var e = tape.parameter(empty);
+  CHECK(e.requires_grad());
+  CHECK(e.rows() == 0);
+  CHECK(e.cols() == 3);
+  tape.backward(sum(e) + sum(tape.parameter(p)));
+  CHECK(empty.grad.rows() == 0);
 }
 
 TEST_CASE("tape.overwrite_gradients: the first sweep assigns into Parameter buffers holding garbage", "[nn][tape]") {

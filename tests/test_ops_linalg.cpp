@@ -114,4 +114,11 @@ TEST_CASE("GEMM-sized gradients assigned into buffers holding garbage equal thos
     CHECK(b.grad == gb);
     CHECK(u.grad == gu);
   }
+  // An inner dimension of 0: the product is zeros (assigned, not left as the arena's old numbers).
+  tape.clear();
+  const Var a0 = tape.variable(Mat(40, 0)), b0 = tape.variable(Mat(0, 50));
+  const Var y0 = matmul(tanh(a0), b0);
+  CHECK(y0.value() == Mat::Zero(40, 50));
+  tape.backward(sum(y0));
+  CHECK(a0.grad().size() == 0);
 }

@@ -180,7 +180,7 @@ class BasicTape {
   /// if it is not already).
   Var variable(Parameter<T>& p) {
     if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols()) p.zero_grad();
-    return in_place(p, p.grad.data());
+    return in_place(p, p.grad.data(), true);
   }
   /// Leaf reading `p.value` in place whose gradient goes to `grad` (resized to the value's shape
   /// and zeroed if it is not already that shape) instead of `p.grad`: for data-parallel steps,
@@ -188,10 +188,10 @@ class BasicTape {
   /// value is only read, so threads may share it).
   Var variable(const Parameter<T>& p, Matrix<T>& grad) {
     if (grad.rows() != p.value.rows() || grad.cols() != p.value.cols()) grad.setZero(p.value.rows(), p.value.cols());
-    return in_place(p, grad.data());
+    return in_place(p, grad.data(), true);
   }
   /// Leaf reading `p.value` in place (no copy), without gradient.
-  Var constant(const Parameter<T>& p) { return in_place(p, nullptr); }
+  Var constant(const Parameter<T>& p) { return in_place(p, nullptr, false); }
 
   /// How layers read their weights: `variable(p)` normally; `constant(p)` while gradients are
   /// off (`NoGrad`, evaluation); `variable(p, buffer)` when `bind_gradient(p, buffer)` was called
@@ -203,8 +203,12 @@ class BasicTape {
     return variable(p);
   }
   /// From now on (across `clear()`), `parameter(p)` on this tape adds p's gradient into `grad`
-  /// instead of `p.grad`. Binding p again replaces its buffer. `grad` must outlive the binding.
+  /// instead of `p.grad`. Binding p again replaces its buffer; a buffer already bound to another
+  /// Parameter is refused (GraphError). `grad` must outlive the binding.
   void bind_gradient(const Parameter<T>& p, Matrix<T>& grad) {
+    for (const Binding& b : bindings_)
+      if (b.param != &p && b.grad == &grad)
+        detail::throw_graph("bind_gradient", "the buffer is already bound to another Parameter (each needs its own)");
     for (Binding& b : bindings_)
       if (b.param == &p) {
         b.grad = &grad;
@@ -341,10 +345,9 @@ class BasicTape {
   }
 
   /// A leaf whose value is `p.value` itself (never written: only gradients of leaves are); a
-  /// variable adding into `grad`, or a constant when `grad` is null.
+  /// variable adding into `grad` (null for an empty Parameter), or a constant.
   /// One variable leaf per gradient buffer and graph (a second read returns the first Var).
-  Var in_place(const Parameter<T>& p, T* grad) {
-    const bool var = grad != nullptr;
+  Var in_place(const Parameter<T>& p, T* grad, bool var) {
     if (var)
       for (const InPlace& l : in_place_)
         if (l.grad == grad && l.rows == p.value.rows() && l.cols == p.value.cols() &&
