@@ -132,3 +132,93 @@ TEST_CASE("a dominant category keeps its tiny log-probability and gradient (clos
   CHECK(test::close(l.grad()(0, 0), -0.5e-20, 1e-15));
   CHECK(test::close(l.grad()(0, 1), 0.5e-20, 1e-15));
 }
+
+namespace {
+
+// log_softmax of one row by the per-row rule (detail::log_sum_exp_shifted, log_softmax_dominant):
+// what the operation computed row by row before rows shorter than 32 got their vectorized pass.
+template <class T>
+void per_row_log_softmax(const Matrix<T>& x, Matrix<T>& y) {
+  y.resize(x.rows(), x.cols());
+  for (Index i = 0; i < x.rows(); ++i) {
+    const T m = detail::row_shift(x.row(i));
+    for (Index k = 0; k < x.cols(); ++k) y(i, k) = x(i, k) - m;
+    const T lse = detail::log_sum_exp_shifted(y.row(i).data(), x.cols());
+    for (Index k = 0; k < x.cols(); ++k) y(i, k) -= lse;
+  }
+}
+template <class T>
+void per_row_log_softmax_grad(const Matrix<T>& g, const Matrix<T>& y, Matrix<T>& gx) {
+  gx.resize(y.rows(), y.cols());
+  for (Index i = 0; i < y.rows(); ++i) {
+    const T s = detail::row_sum(g.row(i).data(), g.cols());
+    const Index j = detail::row_argmax(y.row(i).data(), y.cols());
+    for (Index k = 0; k < y.cols(); ++k) gx(i, k) = g(i, k) - detail::safe_exp(Eigen::Array<T, 1, 1>(y(i, k)))(0) * s;
+    gx(i, j) = detail::log_softmax_dominant(g.row(i).data(), y.row(i).data(), y.cols(), j);
+  }
+}
+template <class T>
+bool same_bits(T a, T b) {
+  return a == b || (a != a && b != b);
+}
+
+template <class T>
+void check_log_softmax_paths() {
+  Gen gen(77);
+  const T inf = std::numeric_limits<T>::infinity();
+  const T specials[] = {T(0), -T(0), inf, -inf, std::numeric_limits<T>::denorm_min(), T(1e4), T(-1e4),
+                        std::numeric_limits<T>::max(), std::numeric_limits<T>::lowest(), T(88), T(-103)};
+  for (Index K : {1, 2, 3, 10, 17, 31}) {
+    for (int trial = 0; trial < 12; ++trial) {
+      const Index R = 1 + 7 * trial;  // up to 78 rows: whole AVX-512 packets and tails
+      Matrix<T> x = gen.matrix(R, K, trial % 4 == 0 ? -100 : -4, trial % 4 == 0 ? 100 : 4).template cast<T>();
+      if (trial % 3 == 0)
+        for (Index n = 0; n < 1 + R * K / 4; ++n) x.data()[gen.index(0, R * K - 1)] = specials[gen.index(0, 10)];
+      const Matrix<T> g = gen.matrix(R, K, -1, 1).template cast<T>();
+      Matrix<T> y_ref, g_ref;
+      per_row_log_softmax(x, y_ref);
+      BasicTape<T> tape;
+      const BasicVar<T> v = tape.variable(x);
+      const BasicVar<T> y = log_softmax(v);
+      // finite rows only for the gradient (a row holding +inf has NaN entries)
+      tape.backward(sum(y.value().allFinite() ? y * tape.constant(g) : y * T(0)));
+      INFO("K " << K << " trial " << trial);
+      for (Index k = 0; k < R * K; ++k) REQUIRE(same_bits(y.value().data()[k], y_ref.data()[k]));
+      for (Index i = 0; i < R; ++i) {  // each row alone (a 1 x K node) gives the same bits
+        BasicTape<T> t1;
+        const BasicVar<T> r = log_softmax(t1.constant(x.row(i)));
+        for (Index k = 0; k < K; ++k) REQUIRE(same_bits(r.value()(0, k), y_ref(i, k)));
+      }
+      if (y.value().allFinite()) {
+        per_row_log_softmax_grad(g, Matrix<T>(y.value()), g_ref);
+        for (Index k = 0; k < R * K; ++k) REQUIRE(same_bits(v.grad().data()[k], g_ref.data()[k]));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("log_softmax gives the per-row rule's bits at every shape (short rows vectorized)", "[ops][reduce][paths]") {
+  check_log_softmax_paths<double>();
+  check_log_softmax_paths<float>();
+}
+
+TEST_CASE("exp gives the same bits in a 1x1 node and inside whole packets", "[ops][reduce][paths]") {
+  // Eigen's 16-wide float exp (AVX-512) is another algorithm than its 4-wide one; the library's
+  // exp uses one kernel on every width (this runs in the -march=native test binary too).
+  Gen gen(78);
+  const Mat xd = gen.matrix(67, 1, -100, 100);
+  const Matrix<float> xf = xd.cast<float>();
+  BasicTape<float> tf;
+  Tape td;
+  const BasicVar<float> ef = exp(tf.constant(xf));
+  const Var ed = exp(td.constant(xd));
+  for (Index i = 0; i < xd.rows(); ++i) {
+    INFO("x = " << xd(i, 0));
+    BasicTape<float> t1;
+    Tape t2;
+    CHECK(exp(t1.constant(xf(i, 0))).item() == ef.value()(i, 0));
+    CHECK(exp(t2.constant(xd(i, 0))).item() == ed.value()(i, 0));
+  }
+}

@@ -80,6 +80,7 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   std::fprintf(info, "%s: %ld training and %ld test images from %s; %ld parameters; batch %ld; %d thread%s\n", prog,
                long(d.train.size()), long(d.test.size()), o.data.c_str(), long(params.count()), long(o.batch), dp.threads(),
                dp.threads() == 1 ? "" : "s");
+  std::fflush(info);  // before the progress lines on stderr, also when stdout is a pipe
   Progress progress(o.steps, o.log_every);
   const T inv_batch = T(1) / T(o.batch);
   double running = 0;

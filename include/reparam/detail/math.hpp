@@ -4,7 +4,8 @@
 ///
 /// Eigen 3.4's packet functions are fast but cut corners at the edges (measured, GCC 12):
 ///  - exp clamps its argument to +-709.784 (float +-88.723): exp(-1000) is 5.6e-309, not 0, and
-///    results that should be subnormal are not; with AVX-512, float exp(88.72) is inf.
+///    results that should be subnormal are not; with AVX-512, float exp(88.72) is inf (the
+///    16-wide float exp is another algorithm than the 4- and 8-wide one: we use the latter).
 ///  - log treats subnormal inputs as the smallest normal: log(5e-324) gives -708.4 (true -744.4).
 ///  - sqrt (fast-math rsqrt + Newton) flushes subnormal inputs to 0 and gives NaN for +inf.
 ///  - tanh has no double packet at all (every element goes through libm).
@@ -100,7 +101,14 @@ struct SafeExpFunctor : LaneScalar<SafeExpFunctor<T>, T> {
     const Packet safe = in::pset1<Packet>(ExpRange<T>::safe);
     const Packet edge = in::pcmp_lt(safe, in::pabs(x));
     const Packet half = in::pselect(edge, in::pmul(x, in::pset1<Packet>(T(0.5))), x);
-    const Packet e = in::pexp(half);
+    // float: Eigen's generic kernel on every packet width. Its AVX-512 Packet16f exp is another
+    // (Cephes) algorithm, so a -march=native build would give other bits for values inside
+    // 16-wide packets than for the same value alone (a 1x1 node runs the 4-wide code).
+    Packet e;
+    if constexpr (std::is_same<T, float>::value)
+      e = in::pexp_float(half);
+    else
+      e = in::pexp(half);
     return in::pselect(edge, in::pmul(e, e), e);
   }
 };

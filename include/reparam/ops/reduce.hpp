@@ -109,6 +109,80 @@ BasicVar<T> softmax(const BasicVar<T>& a) {
       });
 }
 
+namespace detail {
+
+/// Rows shorter than a few packets: the per-row loops below would take every exponential one
+/// lane at a time. The short-row paths take them all in one vectorized pass over the matrix (the
+/// same functor on whole packets: the same bits as the lane calls) and keep the per-row sums in
+/// the order of the per-row code, so they give the same results, only faster.
+template <class T>
+bool short_rows(Index K) {
+  return lane_path<T> && K < 32;
+}
+
+/// log_softmax forward for short rows: y = x - m - log1p(sum_{k != j} e^{x_k - m}) per row, as
+/// the per-row code computes it (rows with an infinity, shifted by 0, take log of the plain sum).
+template <class T>
+void log_softmax_short(const CMap<T>& x, MMap<T> y, Workspace<T>& ws) {
+  using std::log;
+  const Index R = x.rows(), K = x.cols();
+  T* e = ws.get(static_cast<std::size_t>(R * K + R));  // e^y, then one sum per row
+  T* s = e + R * K;
+  for (Index i = 0; i < R; ++i) {
+    const T m = row_shift(x.row(i));
+    for (Index k = 0; k < K; ++k) y(i, k) = x(i, k) - m;
+  }
+  MMap<T>(e, R, K).array() = safe_exp(y.array());
+  for (Index i = 0; i < R; ++i) {
+    const T* yi = y.data() + i * K;
+    const T* ei = e + i * K;
+    const Index j = row_argmax(yi, K);
+    T a = T(0), b = T(0);  // sum_exp(y, j) + sum_exp(y + j + 1, K - j - 1): below and above j
+    for (Index k = 0; k < j; ++k) a += ei[k];
+    for (Index k = j + 1; k < K; ++k) b += ei[k];
+    s[i] = a + b;
+  }
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> sv(s, R);
+  sv = sv.unaryExpr(Log1pFunctor<T>());
+  for (Index i = 0; i < R; ++i) {
+    T* yi = y.data() + i * K;
+    const Index j = row_argmax(yi, K);
+    const T lse = yi[j] == T(0) ? s[i] : log(sum_exp(yi, K, T(0)));
+    for (Index k = 0; k < K; ++k) yi[k] -= lse;
+  }
+}
+
+/// log_softmax backward for short rows: gx = g - e^y sum(g), the dominant entry as
+/// log_softmax_dominant, as the per-row code computes them.
+template <class T>
+void log_softmax_short_backward(const CMap<T>& g, const CMap<T>& y, MMap<T> gx, bool assign, Workspace<T>& ws) {
+  const Index R = y.rows(), K = y.cols();
+  T* e = ws.get(static_cast<std::size_t>(R * K + R));  // e^y, then -expm1 of each row's largest y
+  T* q = e + R * K;
+  MMap<T>(e, R, K).array() = safe_exp(y.array());
+  for (Index i = 0; i < R; ++i) q[i] = y(i, row_argmax(y.data() + i * K, K));
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> qv(q, R);
+  qv = -qv.unaryExpr(Expm1Functor<T>());
+  for (Index i = 0; i < R; ++i) {
+    const T* gi = g.data() + i * K;
+    const T* ei = e + i * K;
+    T* oi = gx.data() + i * K;
+    const T s = row_sum(gi, K);
+    const Index j = row_argmax(y.data() + i * K, K);
+    const T before = assign ? T(0) : oi[j];
+    if (assign)
+      for (Index k = 0; k < K; ++k) oi[k] = gi[k] - ei[k] * s;
+    else
+      for (Index k = 0; k < K; ++k) oi[k] += gi[k] - ei[k] * s;
+    T others = T(0);
+    for (Index k = 0; k < K; ++k)
+      if (k != j) others += gi[k];
+    oi[j] = before + (q[i] * gi[j] - ei[j] * others);
+  }
+}
+
+}  // namespace detail
+
 /// log(softmax(a)) per row, computed as a - logsumexp(a) with the dominant entry exact (see
 /// detail::log_sum_exp_shifted): finite wherever a is.
 template <class T>
@@ -120,6 +194,7 @@ BasicVar<T> log_softmax(const BasicVar<T>& a) {
       [&](auto y) {
         using std::log;
         const detail::CMap<T> x = op.input(0);
+        if (detail::short_rows<T>(x.cols())) return detail::log_softmax_short(x, y, op.workspace());
         for (Index i = 0; i < x.rows(); ++i) {
           const T m = detail::row_shift(x.row(i));
           y.row(i).array() = x.row(i).array() - m;
@@ -131,6 +206,7 @@ BasicVar<T> log_softmax(const BasicVar<T>& a) {
         const detail::CMap<T> g = bw.grad(), y = bw.value();
         bool assign;
         detail::MMap<T> gx = bw.target(0, true, assign);
+        if (detail::short_rows<T>(y.cols())) return detail::log_softmax_short_backward(g, y, gx, assign, bw.workspace());
         for (Index i = 0; i < y.rows(); ++i) {
           const T s = detail::row_sum(g.row(i).data(), g.cols());
           const Index j = detail::row_argmax(y.row(i).data(), y.cols());
