@@ -180,8 +180,8 @@ TEST_CASE("a first build that needed several arena blocks merges them for the ne
 
 namespace {
 
-// One step through every distribution and every member, KL, gumbel_softmax, score_function and
-// the baselines, with validation on: nothing may allocate once the tape and the outputs are sized.
+// One step through every distribution and every member, KL, gumbel_softmax, score_function,
+// the baselines, conditional Gumbel noise and Gumbel-Rao, with validation on: nothing may allocate once the tape and the outputs are sized.
 template <class T>
 struct DistributionStep {
   Parameter<T> loc{M<T>::Constant(8, 6, T(0.3))}, scale{M<T>::Constant(1, 6, T(1.5))};
@@ -254,6 +254,11 @@ struct DistributionStep {
     acc = acc + score_function(lp, cost, ema.value()) + score_function(lp, costv, leave_one_out_baseline(costv)) +
           score_function(lp, cost, M<T>::Constant(1, 1, T(0.5)));
     ema.update(cost);
+    // conditional Gumbel noise and Gumbel-Rao, given uniforms and drawn from the generator
+    add(conditional_gumbel(lg, onehot, u));
+    add(conditional_gumbel(lg, onehot, rng));
+    add(gumbel_rao(lg, onehot, T(0.5), u));
+    add(gumbel_rao(lg, onehot, T(0.5), 3, rng));
     const Bernoulli<T> b(lg);
     b.sample(rng, bits);
     add(b.log_prob(bits));

@@ -141,3 +141,4 @@ BasicVar<T> leave_one_out_baseline(const BasicVar<T>& cost) {
 }
 
 }  // namespace reparam
+#include <reparam/estimators/conditional_gumbel.hpp>

@@ -1,0 +1,159 @@
+#pragma once
+/// \file conditional_gumbel.hpp  Gumbel noise conditioned on its argmax, and the Gumbel-Rao
+/// estimator built on it.
+///
+///     // b: one-hot rows drawn from Categorical(softmax(logits)); u, v: uniforms (R x K)
+///     reparam::Var z = reparam::conditional_gumbel(logits, b, u);   // argmax of row i is b_i
+///     reparam::Var y = reparam::gumbel_rao(logits, b, 0.5, v);      // value b, Rao-Blackwellized gradient
+///
+/// If b = argmax(logits + g) with g standard Gumbel noise, then given b the largest perturbed logit
+/// is Gumbel(logsumexp(logits)) whatever b is, and every other one is Gumbel(logits_k) truncated
+/// below it (Maddison et al. 2014; Tucker et al. 2017, appendix; Paulus et al. 2021):
+///
+///     z_b = logsumexp(logits) + G(u_b)
+///     z_k = -log(e^-z_b + e^-(logits_k + G(u_k))) = z_b - softplus(z_b - logits_k - G(u_k))
+///
+/// with G(u) = -log(-log u). Drawing b first and then z given b gives z the law of logits + g:
+/// REBAR and Gumbel-Rao need exactly this pair. z is differentiable in the logits (through the
+/// log-sum-exp and the softplus), which is what those estimators differentiate.
+
+#include <string>
+
+#include <reparam/detail/distribution.hpp>
+#include <reparam/random/noise.hpp>
+
+namespace reparam {
+namespace detail {
+
+/// The argmax of each one-hot row of `hard` (R x K): ShapeError unless every row holds a single 1
+/// and zeros elsewhere.
+template <class D>
+void check_one_hot(OpName op, const Eigen::DenseBase<D>& hard) {
+  using S = typename D::Scalar;
+  for (Index i = 0; i < hard.rows(); ++i) {
+    Index ones = 0;
+    for (Index k = 0; k < hard.cols(); ++k) {
+      const S h = hard(i, k);
+      if (h == S(1))
+        ++ones;
+      else if (!(h == S(0)))
+        throw_domain(op, "hard must hold one-hot rows of 0 and 1 (got " + scalar_str(double(h)) + " at row " +
+                             std::to_string(i) + ", column " + std::to_string(k) + ")");
+    }
+    if (ones != 1)
+      throw_domain(op, "hard must hold one-hot rows (row " + std::to_string(i) + " has " + std::to_string(ones) + " ones)");
+  }
+}
+
+/// Checks of the logits and the one-hot rows; `u_rows`, the rows of the uniforms, must be
+/// `blocks` times the logits' (any positive multiple when `blocks` is 0).
+template <class T, class H>
+void check_conditional(OpName op, const BasicVar<T>& logits, const Eigen::DenseBase<H>& hard, Index u_rows, Index u_cols,
+                       Index blocks) {
+  check_var(logits, op);
+  const Index R = logits.rows(), K = logits.cols();
+  if (K == 0) throw_shape(op, "logits must have at least one column (got " + shape_str(R, 0) + ")");
+  if (hard.rows() != R || hard.cols() != K)
+    throw_shape(op, "hard does not fit the logits (" + shape_str(hard.rows(), hard.cols()) + " and " + shape_str(R, K) + ")");
+  const bool fits = u_cols == K && (blocks > 0 ? u_rows == blocks * R : (R == 0 ? u_rows == 0 : u_rows >= R && u_rows % R == 0));
+  if (!fits)
+    throw_shape(op, "uniforms do not fit the logits (" + shape_str(u_rows, u_cols) + " and " + shape_str(R, K) +
+                        (blocks == 0 ? ", or a stack of such blocks)" : ")"));
+  check_one_hot(op, hard);
+  if constexpr (std::is_floating_point<T>::value)
+    if (validation_enabled()) check_elements(op, "logits must be finite", logits.value(), [](T v) { return finite(v); });
+}
+
+/// z given the argmax (see the file comment); fill(out) writes the R x K uniforms.
+template <class T, class H, class Fill>
+BasicVar<T> conditional_gumbel_from(const BasicVar<T>& logits, const Eigen::DenseBase<H>& hard, Fill&& fill) {
+  const Index R = logits.rows(), K = logits.cols();
+  Operation<T> noise("conditional_gumbel", {logits});
+  const BasicVar<T> g = noise.record_constant(R, K, [&](MMap<T> out) {
+    fill(out);
+    out = out.unaryExpr([](T v) { return clamp_unit(v); });
+    gumbel_from_uniform(out.data(), static_cast<std::size_t>(out.size()));
+  });
+  Operation<T> others("conditional_gumbel", {logits});
+  const BasicVar<T> rest = others.record_constant(R, K, [&](MMap<T> out) { out = (T(1) - hard.derived().template cast<T>().array()).matrix(); });
+  const BasicVar<T> top = logsumexp(logits) + sum_rows(g * (T(1) - rest));  // R x 1
+  return top - rest * softplus(top - logits - g);
+}
+
+/// The forward value `hard` with the gradient of the average of S conditional relaxations;
+/// fill(out, s) writes block s of the uniforms.
+template <class T, class H, class Fill>
+BasicVar<T> gumbel_rao_from(const BasicVar<T>& logits, const Eigen::DenseBase<H>& hard, T tau, Index S, Fill&& fill) {
+  BasicVar<T> soft;
+  for (Index s = 0; s < S; ++s) {
+    const BasicVar<T> y = softmax(conditional_gumbel_from(logits, hard, [&](MMap<T> out) { fill(out, s); }) / tau);
+    soft = s == 0 ? y : soft + y;
+  }
+  if (S > 1) soft = soft / T(S);
+  Operation<T> h("gumbel_rao", {logits});
+  const BasicVar<T> value =
+      h.record_constant(logits.rows(), logits.cols(), [&](MMap<T> out) { out = hard.derived().template cast<T>(); });
+  return straight_through(soft, value);
+}
+
+template <class T>
+void check_temperature(OpName op, T tau) {
+  if constexpr (std::is_floating_point<T>::value)
+    if (!(tau > T(0)) || !finite(tau)) throw_domain(op, "temperature must be positive and finite (got " + scalar_str(tau) + ")");
+}
+
+}  // namespace detail
+
+/// Gumbel perturbations z of `logits` (R x K) whose argmax in row i is the 1 of the one-hot row i
+/// of `hard` (a sample of Categorical(softmax(logits)), e.g. from the Gumbel-max trick), from R x K
+/// uniforms `u` (0 and 1 are moved inside; NaN or values outside [0, 1] are errors): the law of
+/// logits + Gumbel noise given its argmax (see the file comment). Differentiable in the logits.
+/// z_k <= z_b in every row (equality only where the difference rounds away).
+template <class T, class H, class U>
+BasicVar<T> conditional_gumbel(const BasicVar<T>& logits, const Eigen::DenseBase<H>& hard, const Eigen::DenseBase<U>& u) {
+  const detail::OpName op{"conditional_gumbel"};
+  detail::check_conditional(op, logits, hard, u.rows(), u.cols(), 1);
+  detail::check_uniforms<T>(op, u);
+  return detail::conditional_gumbel_from(logits, hard, [&](detail::MMap<T> out) { out = u.derived().template cast<T>(); });
+}
+/// The same with the uniforms drawn from `rng` (into the tape: no heap allocation).
+template <class T, class H, class G,
+          class = std::enable_if_t<!std::is_base_of<Eigen::EigenBase<std::remove_cv_t<G>>, std::remove_cv_t<G>>::value>>
+BasicVar<T> conditional_gumbel(const BasicVar<T>& logits, const Eigen::DenseBase<H>& hard, G& rng) {
+  detail::check_conditional({"conditional_gumbel"}, logits, hard, logits.rows(), logits.cols(), 1);
+  return detail::conditional_gumbel_from(logits, hard, [&](detail::MMap<T> out) {
+    detail::fill_uniform(rng, out.data(), static_cast<std::size_t>(out.size()));
+  });
+}
+
+/// The Gumbel-Rao estimator (Paulus, Maddison & Krause 2021): the forward value is the one-hot
+/// sample `hard` itself, the gradient that of the average over S conditional relaxations,
+///   mean_s softmax(conditional_gumbel(logits, hard, u_s) / tau),
+/// i.e. straight-through Gumbel-softmax with its noise averaged out given the sample: the same
+/// mean as straight-through Gumbel-softmax (S = 1 has its law) and no more variance. Biased, as
+/// every relaxation. `u` stacks the S blocks of R x K uniforms (S R x K). Cost: S conditional
+/// samples and softmaxes of each row.
+template <class T, class H, class U>
+BasicVar<T> gumbel_rao(const BasicVar<T>& logits, const Eigen::DenseBase<H>& hard, detail::same_t<T> tau,
+                       const Eigen::DenseBase<U>& u) {
+  const detail::OpName op{"gumbel_rao"};
+  detail::check_conditional(op, logits, hard, u.rows(), u.cols(), 0);
+  detail::check_temperature(op, tau);
+  detail::check_uniforms<T>(op, u);
+  const Index R = logits.rows(), S = R == 0 ? 1 : u.rows() / R;
+  return detail::gumbel_rao_from(logits, hard, T(tau), S,
+                                 [&](detail::MMap<T> out, Index s) { out = u.derived().middleRows(s * R, R).template cast<T>(); });
+}
+/// The same with `samples` blocks of uniforms drawn from `rng` (into the tape: no heap allocation).
+template <class T, class H, class G>
+BasicVar<T> gumbel_rao(const BasicVar<T>& logits, const Eigen::DenseBase<H>& hard, detail::same_t<T> tau, Index samples, G& rng) {
+  const detail::OpName op{"gumbel_rao"};
+  if (samples < 1) detail::throw_domain(op, "samples must be at least 1 (got " + std::to_string(samples) + ")");
+  detail::check_conditional(op, logits, hard, logits.rows(), logits.cols(), 1);
+  detail::check_temperature(op, tau);
+  return detail::gumbel_rao_from(logits, hard, T(tau), samples, [&](detail::MMap<T> out, Index) {
+    detail::fill_uniform(rng, out.data(), static_cast<std::size_t>(out.size()));
+  });
+}
+
+}  // namespace reparam
