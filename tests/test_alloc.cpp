@@ -181,7 +181,7 @@ TEST_CASE("a first build that needed several arena blocks merges them for the ne
 namespace {
 
 // One step through every distribution and every member, KL, gumbel_softmax, score_function,
-// the baselines, conditional Gumbel noise and Gumbel-Rao, with validation on: nothing may allocate once the tape and the outputs are sized.
+// the baselines, conditional Gumbel noise, Gumbel-Rao and REBAR, with validation on: nothing may allocate once the tape and the outputs are sized.
 template <class T>
 struct DistributionStep {
   Parameter<T> loc{M<T>::Constant(8, 6, T(0.3))}, scale{M<T>::Constant(1, 6, T(1.5))};
@@ -259,6 +259,7 @@ struct DistributionStep {
     add(conditional_gumbel(lg, onehot, rng));
     add(gumbel_rao(lg, onehot, T(0.5), u));
     add(gumbel_rao(lg, onehot, T(0.5), 3, rng));
+    add(rebar(lg, [&](const BasicVar<T>& x) { return sum_rows(square(x)); }, T(0.5), T(0.7), u, noise));
     const Bernoulli<T> b(lg);
     b.sample(rng, bits);
     add(b.log_prob(bits));

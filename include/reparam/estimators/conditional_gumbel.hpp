@@ -1,6 +1,6 @@
 #pragma once
-/// \file conditional_gumbel.hpp  Gumbel noise conditioned on its argmax, and the Gumbel-Rao
-/// estimator built on it.
+/// \file conditional_gumbel.hpp  Gumbel noise conditioned on its argmax, and the estimators built
+/// on it: Gumbel-Rao and REBAR.
 ///
 ///     // b: one-hot rows drawn from Categorical(softmax(logits)); u, v: uniforms (R x K)
 ///     reparam::Var z = reparam::conditional_gumbel(logits, b, u);   // argmax of row i is b_i
@@ -18,8 +18,11 @@
 /// log-sum-exp and the softplus), which is what those estimators differentiate.
 
 #include <string>
+#include <tuple>
 
 #include <reparam/detail/distribution.hpp>
+#include <reparam/distributions/categorical.hpp>
+#include <reparam/estimators.hpp>
 #include <reparam/random/noise.hpp>
 
 namespace reparam {
@@ -154,6 +157,61 @@ BasicVar<T> gumbel_rao(const BasicVar<T>& logits, const Eigen::DenseBase<H>& har
   return detail::gumbel_rao_from(logits, hard, T(tau), samples, [&](detail::MMap<T> out, Index) {
     detail::fill_uniform(rng, out.data(), static_cast<std::size_t>(out.size()));
   });
+}
+
+/// REBAR (Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein 2017) with a fixed scale `eta` and
+/// temperature `tau`: an unbiased estimate of d/dlogits E[f(b)], b ~ Categorical(softmax(logits))
+/// (one per row), that uses the Concrete relaxation as its control variate. With z = logits +
+/// G(u), b = onehot(argmax z), z~ = conditional_gumbel(logits, b, v) and c(z) = f(softmax(z / tau)):
+///
+///     g = [f(b) - eta c(z~)] d log p(b) + eta d c(z) - eta d c(z~)
+///
+/// `f` maps an R x K Var (one-hot rows, or relaxed ones) to costs, R x 1 (a Var on the same tape,
+/// differentiable where the relaxation needs it). Returns the surrogate whose gradient in the
+/// logits is g (its value is not meaningful); `sample`, when given, receives b. Cost: three
+/// evaluations of f (one discrete, two relaxed) and their gradients. u, v: R x K uniforms each.
+template <class T, class F, class U, class V>
+BasicVar<T> rebar(const BasicVar<T>& logits, F&& f, detail::same_t<T> eta, detail::same_t<T> tau, const Eigen::DenseBase<U>& u,
+                  const Eigen::DenseBase<V>& v, Matrix<T>* sample = nullptr) {
+  const detail::OpName op{"rebar"};
+  detail::check_var(logits, op);
+  const Index R = logits.rows(), K = logits.cols();
+  if (K == 0) detail::throw_shape(op, "logits must have at least one column (got " + detail::shape_str(R, 0) + ")");
+  for (const auto& [rows, cols, what] : {std::tuple<Index, Index, const char*>{u.rows(), u.cols(), "u"},
+                                         std::tuple<Index, Index, const char*>{v.rows(), v.cols(), "v"}})
+    if (rows != R || cols != K)
+      detail::throw_shape(op, std::string("uniforms ") + what + " do not fit the logits (" + detail::shape_str(rows, cols) +
+                                  " and " + detail::shape_str(R, K) + ")");
+  detail::check_temperature(op, tau);
+  if constexpr (std::is_floating_point<T>::value)
+    if (!detail::finite(eta)) detail::throw_domain(op, "eta must be finite (got " + detail::scalar_str(eta) + ")");
+  detail::check_uniforms<T>(op, u);
+  detail::check_uniforms<T>(op, v);
+  // z = logits + G(u) (differentiable), and b its argmax, a constant one-hot matrix
+  Operation<T> noise("rebar", {logits});
+  const BasicVar<T> g = noise.record_constant(R, K, [&](detail::MMap<T> out) {
+    out = u.derived().template cast<T>().unaryExpr([](T x) { return detail::clamp_unit(x); });
+    detail::gumbel_from_uniform(out.data(), static_cast<std::size_t>(out.size()));
+  });
+  const BasicVar<T> z = logits + g;
+  Operation<T> argmax("rebar", {z});
+  const BasicVar<T> b = argmax.record_constant(R, K, [&](detail::MMap<T> out) {
+    const detail::CMap<T> zv = z.value();
+    out.setZero();
+    for (Index i = 0; i < R; ++i) out(i, detail::row_argmax(zv.row(i).data(), K)) = T(1);
+  });
+  if (sample) *sample = b.value();
+  const detail::CMap<T> bv = b.value();
+  const BasicVar<T> zc = detail::conditional_gumbel_from(logits, bv, [&](detail::MMap<T> out) { out = v.derived().template cast<T>(); });
+  const BasicVar<T> fb = f(b), cz = f(softmax(z / tau)), czc = f(softmax(zc / tau));
+  for (const BasicVar<T>* c : {&fb, &cz, &czc})
+    if (c->rows() != R || c->cols() != 1)
+      detail::throw_shape(op, "f must give one cost per row (" + detail::shape_str(R, 1) + ", got " +
+                                  detail::shape_str(c->rows(), c->cols()) + ")");
+  // the score term's weight f(b) - eta c(z~) is a constant of the tape
+  Operation<T> weight("rebar", {fb, czc});
+  const BasicVar<T> w = weight.record_constant(R, 1, [&](detail::MMap<T> out) { out = fb.value() - eta * czc.value(); });
+  return score_function(Categorical<T>(logits).log_prob(b), w) + eta * (sum(cz) - sum(czc));
 }
 
 }  // namespace reparam
