@@ -28,8 +28,7 @@
 namespace reparam {
 namespace detail {
 
-/// The argmax of each one-hot row of `hard` (R x K): ShapeError unless every row holds a single 1
-/// and zeros elsewhere.
+/// DomainError unless every row of `hard` holds a single 1 and zeros elsewhere.
 template <class D>
 void check_one_hot(OpName op, const Eigen::DenseBase<D>& hard) {
   using S = typename D::Scalar;
@@ -67,19 +66,35 @@ void check_conditional(OpName op, const BasicVar<T>& logits, const Eigen::DenseB
     if (validation_enabled()) check_elements(op, "logits must be finite", logits.value(), [](T v) { return finite(v); });
 }
 
-/// z given the argmax (see the file comment); fill(out) writes the R x K uniforms.
-template <class T, class H, class Fill>
-BasicVar<T> conditional_gumbel_from(const BasicVar<T>& logits, const Eigen::DenseBase<H>& hard, Fill&& fill) {
-  const Index R = logits.rows(), K = logits.cols();
-  Operation<T> noise("conditional_gumbel", {logits});
-  const BasicVar<T> g = noise.record_constant(R, K, [&](MMap<T> out) {
+/// Standard Gumbel noise G(u) of the logits' shape as a constant of their tape; fill(out) writes
+/// the uniforms (0 and 1 are moved inside).
+template <class T, class Fill>
+BasicVar<T> gumbel_constant(const char* name, const BasicVar<T>& logits, Fill&& fill) {
+  Operation<T> noise(name, {logits});
+  return noise.record_constant(logits.rows(), logits.cols(), [&](MMap<T> out) {
     fill(out);
     out = out.unaryExpr([](T v) { return clamp_unit(v); });
     gumbel_from_uniform(out.data(), static_cast<std::size_t>(out.size()));
   });
-  Operation<T> others("conditional_gumbel", {logits});
+}
+
+/// z given the argmax (see the file comment); fill(out) writes the R x K uniforms.
+template <class T, class H, class Fill>
+BasicVar<T> conditional_gumbel_from(const BasicVar<T>& logits, const Eigen::DenseBase<H>& hard, Fill&& fill) {
+  const Index R = logits.rows(), K = logits.cols();
+  const BasicVar<T> g = gumbel_constant("conditional_gumbel", logits, fill);
+  const CMap<T> gv = g.value();
+  Operation<T> others("conditional_gumbel", {logits}), at_b("conditional_gumbel", {logits});
+  // 1 - hard (the entries below the top), and G(u_b) of each row
   const BasicVar<T> rest = others.record_constant(R, K, [&](MMap<T> out) { out = (T(1) - hard.derived().template cast<T>().array()).matrix(); });
-  const BasicVar<T> top = logsumexp(logits) + sum_rows(g * (T(1) - rest));  // R x 1
+  const BasicVar<T> gb = at_b.record_constant(R, 1, [&](MMap<T> out) {
+    for (Index i = 0; i < R; ++i) {
+      Index b = 0;
+      while (b + 1 < K && !(hard(i, b) == 1)) ++b;
+      out(i, 0) = gv(i, b);
+    }
+  });
+  const BasicVar<T> top = logsumexp(logits) + gb;  // R x 1
   return top - rest * softplus(top - logits - g);
 }
 
@@ -188,12 +203,7 @@ BasicVar<T> rebar(const BasicVar<T>& logits, F&& f, detail::same_t<T> eta, detai
   detail::check_uniforms<T>(op, u);
   detail::check_uniforms<T>(op, v);
   // z = logits + G(u) (differentiable), and b its argmax, a constant one-hot matrix
-  Operation<T> noise("rebar", {logits});
-  const BasicVar<T> g = noise.record_constant(R, K, [&](detail::MMap<T> out) {
-    out = u.derived().template cast<T>().unaryExpr([](T x) { return detail::clamp_unit(x); });
-    detail::gumbel_from_uniform(out.data(), static_cast<std::size_t>(out.size()));
-  });
-  const BasicVar<T> z = logits + g;
+  const BasicVar<T> z = logits + detail::gumbel_constant("rebar", logits, [&](detail::MMap<T> out) { out = u.derived().template cast<T>(); });
   Operation<T> argmax("rebar", {z});
   const BasicVar<T> b = argmax.record_constant(R, K, [&](detail::MMap<T> out) {
     const detail::CMap<T> zv = z.value();

@@ -126,8 +126,9 @@ template <class T>
 void log_softmax_short(const CMap<T>& x, MMap<T> y, Workspace<T>& ws) {
   using std::log;
   const Index R = x.rows(), K = x.cols();
-  T* e = ws.get(static_cast<std::size_t>(R * K + R));  // e^y, then one sum per row
+  T* e = ws.get(static_cast<std::size_t>(R * K + 2 * R));  // e^y, one sum per row, each row's argmax
   T* s = e + R * K;
+  T* arg = s + R;  // indices below 32: exact as T
   for (Index i = 0; i < R; ++i) {
     const T m = row_shift(x.row(i));
     for (Index k = 0; k < K; ++k) y(i, k) = x(i, k) - m;
@@ -137,6 +138,7 @@ void log_softmax_short(const CMap<T>& x, MMap<T> y, Workspace<T>& ws) {
     const T* yi = y.data() + i * K;
     const T* ei = e + i * K;
     const Index j = row_argmax(yi, K);
+    arg[i] = T(j);
     T a = T(0), b = T(0);  // sum_exp(y, j) + sum_exp(y + j + 1, K - j - 1): below and above j
     for (Index k = 0; k < j; ++k) a += ei[k];
     for (Index k = j + 1; k < K; ++k) b += ei[k];
@@ -146,8 +148,7 @@ void log_softmax_short(const CMap<T>& x, MMap<T> y, Workspace<T>& ws) {
   sv = sv.unaryExpr(Log1pFunctor<T>());
   for (Index i = 0; i < R; ++i) {
     T* yi = y.data() + i * K;
-    const Index j = row_argmax(yi, K);
-    const T lse = yi[j] == T(0) ? s[i] : log(sum_exp(yi, K, T(0)));
+    const T lse = yi[Index(arg[i])] == T(0) ? s[i] : log(sum_exp(yi, K, T(0)));
     for (Index k = 0; k < K; ++k) yi[k] -= lse;
   }
 }
@@ -157,10 +158,15 @@ void log_softmax_short(const CMap<T>& x, MMap<T> y, Workspace<T>& ws) {
 template <class T>
 void log_softmax_short_backward(const CMap<T>& g, const CMap<T>& y, MMap<T> gx, bool assign, Workspace<T>& ws) {
   const Index R = y.rows(), K = y.cols();
-  T* e = ws.get(static_cast<std::size_t>(R * K + R));  // e^y, then -expm1 of each row's largest y
+  T* e = ws.get(static_cast<std::size_t>(R * K + 2 * R));  // e^y, -expm1 of each row's largest y, its index
   T* q = e + R * K;
+  T* arg = q + R;  // indices below 32: exact as T
   MMap<T>(e, R, K).array() = safe_exp(y.array());
-  for (Index i = 0; i < R; ++i) q[i] = y(i, row_argmax(y.data() + i * K, K));
+  for (Index i = 0; i < R; ++i) {
+    const Index j = row_argmax(y.data() + i * K, K);
+    arg[i] = T(j);
+    q[i] = y(i, j);
+  }
   Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> qv(q, R);
   qv = -qv.unaryExpr(Expm1Functor<T>());
   for (Index i = 0; i < R; ++i) {
@@ -168,7 +174,7 @@ void log_softmax_short_backward(const CMap<T>& g, const CMap<T>& y, MMap<T> gx, 
     const T* ei = e + i * K;
     T* oi = gx.data() + i * K;
     const T s = row_sum(gi, K);
-    const Index j = row_argmax(y.data() + i * K, K);
+    const Index j = Index(arg[i]);
     const T before = assign ? T(0) : oi[j];
     if (assign)
       for (Index k = 0; k < K; ++k) oi[k] = gi[k] - ei[k] * s;
