@@ -200,7 +200,8 @@ BasicVar<T> log_softmax(const BasicVar<T>& a) {
       [&](auto y) {
         using std::log;
         const detail::CMap<T> x = op.input(0);
-        if (detail::short_rows<T>(x.cols())) return detail::log_softmax_short(x, y, op.workspace());
+        if constexpr (detail::lane_path<T>)  // the short-row paths exist for float and double only
+          if (detail::short_rows<T>(x.cols())) return detail::log_softmax_short(x, y, op.workspace());
         for (Index i = 0; i < x.rows(); ++i) {
           const T m = detail::row_shift(x.row(i));
           y.row(i).array() = x.row(i).array() - m;
@@ -212,7 +213,8 @@ BasicVar<T> log_softmax(const BasicVar<T>& a) {
         const detail::CMap<T> g = bw.grad(), y = bw.value();
         bool assign;
         detail::MMap<T> gx = bw.target(0, true, assign);
-        if (detail::short_rows<T>(y.cols())) return detail::log_softmax_short_backward(g, y, gx, assign, bw.workspace());
+        if constexpr (detail::lane_path<T>)
+          if (detail::short_rows<T>(y.cols())) return detail::log_softmax_short_backward(g, y, gx, assign, bw.workspace());
         for (Index i = 0; i < y.rows(); ++i) {
           const T s = detail::row_sum(g.row(i).data(), g.cols());
           const Index j = detail::row_argmax(y.row(i).data(), y.cols());
