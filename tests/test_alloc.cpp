@@ -190,6 +190,8 @@ struct DistributionStep {
   M<T> xs{8, 6}, onehot{8, 6}, bits{8, 6}, simplex{8, 6}, lsimplex{8, 6}, cost{8, 1};
   std::vector<Index> idx;
   EmaBaseline<T> ema{T(0.9)};
+  ScoreFunctionEstimator sf, sf_ema{ScoreFunctionEstimator::Baseline::moving_average},
+      sf_loo{ScoreFunctionEstimator::Baseline::leave_one_out, 3};
   Rng rng{11};
 
   T run(BasicTape<T>& t) {
@@ -260,6 +262,22 @@ struct DistributionStep {
     add(gumbel_rao(lg, onehot, T(0.5), u));
     add(gumbel_rao(lg, onehot, T(0.5), 3, rng));
     add(rebar(lg, [&](const BasicVar<T>& x) { return sum_rows(square(x)); }, T(0.5), T(0.7), u, noise));
+    // the estimator zoo behind its common interface, on both families; costs per row and per group
+    auto fz = [&](const BasicVar<T>& x) { return sum_rows(square(x)); };
+    auto fg = [&](const BasicVar<T>& x) { return sum_rows(reshape(square(x), x.rows() / 2, 2 * x.cols())); };
+    for (Family fam : {Family::categorical, Family::bernoulli}) {
+      add(sf(fam, lg, fz, rng).surrogate);
+      add(sf_ema(fam, lg, fg, rng).surrogate);
+      add(sf_loo(fam, lg, fz, rng).surrogate);
+      add(GumbelSoftmax{0.5}(fam, lg, fz, rng).surrogate);
+      add(GumbelSoftmax{0.5, true}(fam, lg, fz, rng).surrogate);
+      add(StraightThrough{}(fam, lg, fg, rng).surrogate);
+      add(SlopeAnnealedStraightThrough{2.0}(fam, lg, fz, rng).surrogate);
+      add(Darn{}(fam, lg, fz, rng).surrogate);
+      add(MuProp{}(fam, lg, fg, rng).surrogate);
+      add(Rebar{0.5, 0.7}(fam, lg, fg, rng).surrogate);
+      add(GumbelRao{0.5, 3}(fam, lg, fz, rng).surrogate);
+    }
     const Bernoulli<T> b(lg);
     b.sample(rng, bits);
     add(b.log_prob(bits));

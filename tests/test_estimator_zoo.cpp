@@ -145,7 +145,9 @@ TEST_CASE("Gumbel-Rao: value the one-hot sample, gradient the mean of straight-t
   for (Index s = 0; s < S; ++s) {
     Tape t;
     const Var ls = t.variable(l0);
-    const Var soft = softmax(conditional_gumbel(ls, hard, Mat(u.middleRows(s * R, R))) / tau);
+    // the conditional noise z - l, held fixed: straight-through Gumbel-softmax's gradient at it
+    const Mat z = conditional_gumbel(t.constant(l0), hard, Mat(u.middleRows(s * R, R))).value();
+    const Var soft = softmax((ls + t.constant(Mat(z - l0))) / tau);
     t.backward(sum(straight_through(soft, t.constant(hard)) * w));
     want += ls.grad();
   }
@@ -167,13 +169,20 @@ TEST_CASE("Gumbel-Rao has no more variance than straight-through Gumbel-softmax,
   for (Index i = 0; i < n; ++i) {
     Tape tape;
     const Var l = tape.variable(logits);
-    const Mat hard = categorical_rows(rng, logits, 1);
     Mat u(S, K);
     fill_uniform(rng, u);
-    tape.backward(sum(gumbel_rao(l, hard, tau, Mat(u.topRows(1))) * f));
+    // the sample of the straight-through estimator, argmax(logits + G(u_0)); Gumbel-Rao's noise
+    // given it comes from the other rows
+    Mat hard = Mat::Zero(1, K);
+    Index b;
+    (logits.row(0).array() - (-u.row(0).array().log()).log()).maxCoeff(&b);
+    hard(0, b) = 1;
+    // straight-through Gumbel-softmax on its own noise (the first row of u)
+    const Var y = Concrete<double>(l, tau).reparameterize_hard(Mat(u.topRows(1)));
+    tape.backward(sum(y * f));
     st.row(i) = l.grad();
     tape.zero_grad();
-    tape.backward(sum(gumbel_rao(l, hard, tau, u) * f));
+    tape.backward(sum(gumbel_rao(l, hard, tau, Mat(u.bottomRows(S - 1))) * f));
     gr.row(i) = l.grad();
   }
   for (Index k = 0; k < K; ++k) {
@@ -304,5 +313,5 @@ TEST_CASE("REBAR errors", "[estimators][zoo][errors]") {
                        Catch::Message("reparam: rebar: eta must be finite (got nan)"));
   auto wide = [](const Var& x) { return x; };  // R x K, not R x 1
   CHECK_THROWS_MATCHES(rebar(l, wide, 1.0, 0.5, u, u), ShapeError,
-                       Catch::Message("reparam: rebar: f must give one cost per row (2x1, got 2x3)"));
+                       Catch::Message("reparam: rebar: f must give one cost per row or per group of rows (2 rows, got 2x3)"));
 }

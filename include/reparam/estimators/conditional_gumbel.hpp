@@ -22,7 +22,7 @@
 
 #include <reparam/detail/distribution.hpp>
 #include <reparam/distributions/categorical.hpp>
-#include <reparam/estimators.hpp>
+#include <reparam/estimators/score_function.hpp>
 #include <reparam/random/noise.hpp>
 
 namespace reparam {
@@ -102,9 +102,13 @@ BasicVar<T> conditional_gumbel_from(const BasicVar<T>& logits, const Eigen::Dens
 /// fill(out, s) writes block s of the uniforms.
 template <class T, class H, class Fill>
 BasicVar<T> gumbel_rao_from(const BasicVar<T>& logits, const Eigen::DenseBase<H>& hard, T tau, Index S, Fill&& fill) {
+  // the noise g_s = z_s - logits is drawn given the sample and then held fixed: the gradient is
+  // straight-through Gumbel-softmax's, d softmax((logits + g) / tau), at those g
+  const BasicVar<T> held = stop_gradient(logits);
   BasicVar<T> soft;
   for (Index s = 0; s < S; ++s) {
-    const BasicVar<T> y = softmax(conditional_gumbel_from(logits, hard, [&](MMap<T> out) { fill(out, s); }) / tau);
+    const BasicVar<T> g = conditional_gumbel_from(held, hard, [&](MMap<T> out) { fill(out, s); }) - held;
+    const BasicVar<T> y = softmax((logits + g) / tau);
     soft = s == 0 ? y : soft + y;
   }
   if (S > 1) soft = soft / T(S);
@@ -118,6 +122,64 @@ template <class T>
 void check_temperature(OpName op, T tau) {
   if constexpr (std::is_floating_point<T>::value)
     if (!(tau > T(0)) || !finite(tau)) throw_domain(op, "temperature must be positive and finite (got " + scalar_str(tau) + ")");
+}
+
+/// The number C of costs f gave for R rows of samples: C x 1 with C dividing R.
+template <class T>
+Index cost_rows(OpName op, const BasicVar<T>& cost, Index R) {
+  const Index C = cost.rows();
+  if (cost.cols() != 1 || (C == 0 ? R != 0 : R % C != 0))
+    throw_shape(op, "f must give one cost per row or per group of rows (" + std::to_string(R) + " rows, got " +
+                        shape_str(cost.rows(), cost.cols()) + ")");
+  return C;
+}
+template <class T>
+void check_same_cost(OpName op, const BasicVar<T>& cost, Index C) {
+  if (cost.rows() != C || cost.cols() != 1)
+    throw_shape(op, "f must give the same cost shape at every input (" + shape_str(C, 1) + ", then " +
+                        shape_str(cost.rows(), cost.cols()) + ")");
+}
+
+/// R x 1 -> C x 1: the sums of consecutive groups of R / C rows.
+template <class T>
+BasicVar<T> group_rows(const BasicVar<T>& v, Index C) {
+  return v.rows() == C ? v : sum_rows(reshape(v, C, v.rows() / C));
+}
+
+/// What `rebar` builds: the surrogate of the logits' estimate, the one-hot sample, f at it, and
+/// the two relaxed samples softmax(z / tau) and softmax(z~ / tau) f was evaluated at.
+template <class T>
+struct RebarTerms {
+  BasicVar<T> surrogate, sample, cost, relaxed, conditional;
+};
+
+/// REBAR's terms (see `rebar`); fill_u and fill_v write the R x K uniforms of z and of z~.
+template <class T, class F, class FillU, class FillV>
+RebarTerms<T> rebar_from(OpName op, const BasicVar<T>& logits, F& f, T eta, T tau, FillU&& fill_u, FillV&& fill_v) {
+  const Index R = logits.rows(), K = logits.cols();
+  check_temperature(op, tau);
+  if constexpr (std::is_floating_point<T>::value)
+    if (!finite(eta)) throw_domain(op, "eta must be finite (got " + scalar_str(eta) + ")");
+  // z = logits + G(u) (differentiable), and b its argmax, a constant one-hot matrix
+  const BasicVar<T> z = logits + gumbel_constant(op.head, logits, fill_u);
+  Operation<T> argmax(op.head, {z});
+  const BasicVar<T> b = argmax.record_constant(R, K, [&](MMap<T> out) {
+    const CMap<T> zv = z.value();
+    out.setZero();
+    for (Index i = 0; i < R; ++i) out(i, row_argmax(zv.row(i).data(), K)) = T(1);
+  });
+  const BasicVar<T> zc = conditional_gumbel_from(logits, b.value(), fill_v);
+  const BasicVar<T> fb = f(b);
+  const Index C = cost_rows(op, fb, R);
+  const BasicVar<T> sz = softmax(z / tau), szc = softmax(zc / tau);
+  const BasicVar<T> cz = f(sz), czc = f(szc);
+  check_same_cost(op, cz, C);
+  check_same_cost(op, czc, C);
+  // the score term's weight f(b) - eta c(z~) is a constant of the tape
+  Operation<T> weight(op.head, {fb, czc});
+  const BasicVar<T> w = weight.record_constant(C, 1, [&](MMap<T> out) { out = fb.value() - eta * czc.value(); });
+  const BasicVar<T> lp = group_rows(Categorical<T>(logits).log_prob(b), C);
+  return {score_function(lp, w) + eta * (sum(cz) - sum(czc)), b, fb, sz, szc};
 }
 
 }  // namespace detail
@@ -145,10 +207,12 @@ BasicVar<T> conditional_gumbel(const BasicVar<T>& logits, const Eigen::DenseBase
 }
 
 /// The Gumbel-Rao estimator (Paulus, Maddison & Krause 2021): the forward value is the one-hot
-/// sample `hard` itself, the gradient that of the average over S conditional relaxations,
-///   mean_s softmax(conditional_gumbel(logits, hard, u_s) / tau),
-/// i.e. straight-through Gumbel-softmax with its noise averaged out given the sample: the same
-/// mean as straight-through Gumbel-softmax (S = 1 has its law) and no more variance. Biased, as
+/// sample `hard` itself, the gradient that of the average over S relaxations
+///   mean_s softmax((logits + g_s) / tau),   g_s = conditional_gumbel(logits, hard, u_s) - logits
+/// with the noise g_s held fixed (not differentiated: the gradient of the unconditional
+/// reparameterization logits + g at noise drawn given the sample). That is straight-through
+/// Gumbel-softmax with its noise averaged out given the sample: the same mean as
+/// straight-through Gumbel-softmax (S = 1 has its law) and no more variance. Biased, as
 /// every relaxation. `u` stacks the S blocks of R x K uniforms (S R x K). Cost: S conditional
 /// samples and softmaxes of each row.
 template <class T, class H, class U>
@@ -181,10 +245,13 @@ BasicVar<T> gumbel_rao(const BasicVar<T>& logits, const Eigen::DenseBase<H>& har
 ///
 ///     g = [f(b) - eta c(z~)] d log p(b) + eta d c(z) - eta d c(z~)
 ///
-/// `f` maps an R x K Var (one-hot rows, or relaxed ones) to costs, R x 1 (a Var on the same tape,
-/// differentiable where the relaxation needs it). Returns the surrogate whose gradient in the
-/// logits is g (its value is not meaningful); `sample`, when given, receives b. Cost: three
-/// evaluations of f (one discrete, two relaxed) and their gradients. u, v: R x K uniforms each.
+/// `f` maps an R x K Var (one-hot rows, or relaxed ones) to costs, C x 1, one per row or per
+/// group of R / C consecutive rows (then log p(b) is the group's), a Var on the same tape,
+/// differentiable where the relaxation needs it. Returns the surrogate whose gradient in the
+/// logits is g (its value is not meaningful, and f's own parameters receive eta (dc(z) - dc(z~)):
+/// `Rebar` in discrete.hpp gives them the sample's gradient instead); `sample`, when given,
+/// receives b. Cost: three evaluations of f (one discrete, two relaxed) and their gradients.
+/// u, v: R x K uniforms each.
 template <class T, class F, class U, class V>
 BasicVar<T> rebar(const BasicVar<T>& logits, F&& f, detail::same_t<T> eta, detail::same_t<T> tau, const Eigen::DenseBase<U>& u,
                   const Eigen::DenseBase<V>& v, Matrix<T>* sample = nullptr) {
@@ -197,31 +264,12 @@ BasicVar<T> rebar(const BasicVar<T>& logits, F&& f, detail::same_t<T> eta, detai
     if (rows != R || cols != K)
       detail::throw_shape(op, std::string("uniforms ") + what + " do not fit the logits (" + detail::shape_str(rows, cols) +
                                   " and " + detail::shape_str(R, K) + ")");
-  detail::check_temperature(op, tau);
-  if constexpr (std::is_floating_point<T>::value)
-    if (!detail::finite(eta)) detail::throw_domain(op, "eta must be finite (got " + detail::scalar_str(eta) + ")");
   detail::check_uniforms<T>(op, u);
   detail::check_uniforms<T>(op, v);
-  // z = logits + G(u) (differentiable), and b its argmax, a constant one-hot matrix
-  const BasicVar<T> z = logits + detail::gumbel_constant("rebar", logits, [&](detail::MMap<T> out) { out = u.derived().template cast<T>(); });
-  Operation<T> argmax("rebar", {z});
-  const BasicVar<T> b = argmax.record_constant(R, K, [&](detail::MMap<T> out) {
-    const detail::CMap<T> zv = z.value();
-    out.setZero();
-    for (Index i = 0; i < R; ++i) out(i, detail::row_argmax(zv.row(i).data(), K)) = T(1);
-  });
-  if (sample) *sample = b.value();
-  const detail::CMap<T> bv = b.value();
-  const BasicVar<T> zc = detail::conditional_gumbel_from(logits, bv, [&](detail::MMap<T> out) { out = v.derived().template cast<T>(); });
-  const BasicVar<T> fb = f(b), cz = f(softmax(z / tau)), czc = f(softmax(zc / tau));
-  for (const BasicVar<T>* c : {&fb, &cz, &czc})
-    if (c->rows() != R || c->cols() != 1)
-      detail::throw_shape(op, "f must give one cost per row (" + detail::shape_str(R, 1) + ", got " +
-                                  detail::shape_str(c->rows(), c->cols()) + ")");
-  // the score term's weight f(b) - eta c(z~) is a constant of the tape
-  Operation<T> weight("rebar", {fb, czc});
-  const BasicVar<T> w = weight.record_constant(R, 1, [&](detail::MMap<T> out) { out = fb.value() - eta * czc.value(); });
-  return score_function(Categorical<T>(logits).log_prob(b), w) + eta * (sum(cz) - sum(czc));
+  const detail::RebarTerms<T> r = detail::rebar_from(op, logits, f, T(eta), T(tau), [&](detail::MMap<T> out) { out = u.derived().template cast<T>(); },
+                                                     [&](detail::MMap<T> out) { out = v.derived().template cast<T>(); });
+  if (sample) *sample = r.sample.value();
+  return r.surrogate;
 }
 
 }  // namespace reparam
