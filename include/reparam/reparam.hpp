@@ -6,6 +6,7 @@
 ///     reparam::Tape tape;  reparam::Var x = tape.variable(m);  tape.backward(reparam::sum(x * x));
 
 #include <reparam/distributions.hpp>
+#include <reparam/dual.hpp>
 #include <reparam/errors.hpp>
 #include <reparam/estimators.hpp>
 #include <reparam/matrix.hpp>
@@ -15,5 +16,6 @@
 #include <reparam/optim.hpp>
 #include <reparam/parallel.hpp>
 #include <reparam/random.hpp>
+#include <reparam/second_order.hpp>
 #include <reparam/tape.hpp>
 #include <reparam/version.hpp>

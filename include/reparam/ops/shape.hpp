@@ -4,6 +4,8 @@
 /// `stop_gradient` and `straight_through`.
 
 #include <initializer_list>
+#include <type_traits>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -168,11 +170,28 @@ BasicVar<T> broadcast_to(const BasicVar<T>& a, Index rows, Index cols) {
       [](Backward<T>& bw) { detail::add_broadcast_grad(bw, 0); });
 }
 
-/// The same value with no gradient flowing back through it (shares the operand's storage).
+namespace detail {
+/// A forward-mode dual scalar (reparam::Dual, or any type with a value `v` and a tangent `d`).
+template <class T, class = void>
+struct is_dual_scalar : std::false_type {};
+template <class T>
+struct is_dual_scalar<T, std::void_t<decltype(std::declval<T&>().v), decltype(std::declval<T&>().d)>> : std::true_type {};
+}  // namespace detail
+
+/// The same value with no gradient flowing back through it (shares the operand's storage). On a
+/// tape of dual numbers the result is a constant in forward mode too: its tangent is 0 (what
+/// "held fixed" means for a Hessian-vector product, e.g. the old policy in a Fisher product).
 template <class T>
 BasicVar<T> stop_gradient(const BasicVar<T>& a) {
   Operation<T> op("stop_gradient", {a});
-  return op.record_view(0, 0, op.rows(0), op.cols(0), false, [](Backward<T>&) {});
+  if constexpr (detail::is_dual_scalar<T>::value) {
+    return op.record_constant(op.rows(0), op.cols(0), [&](detail::MMap<T> out) {
+      const detail::CMap<T> in = op.input(0);
+      for (Index k = 0; k < in.size(); ++k) out.data()[k] = T(in.data()[k].v);
+    });
+  } else {
+    return op.record_view(0, 0, op.rows(0), op.cols(0), false, [](Backward<T>&) {});
+  }
 }
 
 /// The forward value of `hard` with the gradient of `soft` (straight-through estimator):
