@@ -649,7 +649,10 @@ int main(int argc, char** argv) {
         if (p != "gaussian" && p != "categorical" && p != "bernoulli" && p != "vae")
           throw std::runtime_error("--problem must list gaussian, categorical, bernoulli or vae (got " + p + ")");
     if (!(o.scale > 0) || o.threads < 0)
-      throw std::runtime_error("--scale must be > 0 and --threads >= 0 (got " + fmt(o.scale) + " and " + std::to_string(o.threads) + ")");
+      throw std::runtime_error("--scale must be > 0 and --threads >= 0 (got " + (std::isnan(o.scale) ? std::string("nan") : fmt(o.scale)) +
+                               " and " + std::to_string(o.threads) + ")");
+    if (o.out.find('\'') != std::string::npos)  // the folder is passed to mkdir and gnuplot in single quotes
+      throw std::runtime_error("--out must not contain a single quote (got " + o.out + ")");
     if (std::system(("mkdir -p '" + o.out + "'").c_str()) != 0) throw std::runtime_error("cannot create " + o.out);
     Runner run(o);
     const auto t0 = std::chrono::steady_clock::now();
