@@ -156,6 +156,15 @@ TEST_CASE("second-order errors", "[second_order][errors]") {
   REQUIRE_THROWS_AS(hessian_vector_product(f, std::vector<Mat>{x}, std::vector<Mat>{Mat::Ones(2, 3)}), ShapeError);
   REQUIRE_THROWS_WITH(hessian_vector_product(f, std::vector<Mat>{x}, std::vector<Mat>{Mat::Ones(2, 3)}),
                       "reparam: hessian_vector_product: direction 0 does not fit its point (2x3 and 2x2)");
+  REQUIRE_THROWS_AS(hessian_vector_product(f, std::vector<Mat>{Mat::Constant(2, 2, std::nan(""))}, std::vector<Mat>{x}), DomainError);
+  REQUIRE_THROWS_WITH(hessian_vector_product(f, std::vector<Mat>{Mat::Constant(2, 2, std::nan(""))}, std::vector<Mat>{x}),
+                      "reparam: hessian_vector_product: point 0 must be finite");
+  REQUIRE_THROWS_WITH(hessian_vector_product(f, std::vector<Mat>{x}, std::vector<Mat>{Mat::Constant(2, 2, HUGE_VAL)}),
+                      "reparam: hessian_vector_product: direction 0 must be finite");
+  // empty points are fine: nothing to differentiate but the empty leaves
+  const auto hv0 = hessian_vector_product([](auto& t, const auto& xs) { return sum(xs[0]) + sum(t.constant(Mat::Ones(1, 1).cast<D>().eval())); },
+                                          std::vector<Mat>{Mat(0, 3)}, std::vector<Mat>{Mat(0, 3)});
+  REQUIRE(hv0[0].rows() == 0);
   const Vec b = Vec::Ones(3);
   auto id = [](const Vec& p) { return p; };
   REQUIRE_THROWS_WITH(conjugate_gradient(id, b, 0, 1e-6), "reparam: conjugate_gradient: iterations must be at least 1 (got 0)");

@@ -43,6 +43,8 @@ std::vector<Matrix<T>> hessian_vector_product(F&& f, const std::vector<Matrix<T>
     if (x[i].rows() != v[i].rows() || x[i].cols() != v[i].cols())
       detail::throw_shape(op, "direction " + std::to_string(i) + " does not fit its point (" + detail::shape_str(v[i].rows(), v[i].cols()) +
                                   " and " + detail::shape_str(x[i].rows(), x[i].cols()) + ")");
+    if (!x[i].allFinite() || !v[i].allFinite())
+      detail::throw_domain(op, std::string(x[i].allFinite() ? "direction " : "point ") + std::to_string(i) + " must be finite");
     Matrix<D> xd(x[i].rows(), x[i].cols());
     for (Index k = 0; k < xd.size(); ++k) xd.data()[k] = D(x[i].data()[k], v[i].data()[k]);
     leaves.push_back(tape.variable(xd));
