@@ -401,3 +401,60 @@ TEST_CASE("a VAE step through the layers, DataParallel, Adam and a NoGrad evalua
   check_vae_step<float>(3);
   check_vae_step<double>(2);
 }
+
+namespace {
+// Hessian- and Fisher-vector products with reused objects: a small network's Normal NLL (matrix
+// products large enough for the blocked dual GEMM, tanh, softplus, log_prob) and the KL of its
+// Normal, then conjugate gradients' products of them.
+struct SecondOrderNet {
+  Mat x, y;
+  Matrix<Dual<double>> xd, yd;
+  template <class S>
+  const Matrix<S>& xs() const {
+    if constexpr (std::is_same<S, double>::value) return x; else return xd;
+  }
+  template <class S>
+  const Matrix<S>& ys() const {
+    if constexpr (std::is_same<S, double>::value) return y; else return yd;
+  }
+  template <class Tp, class L>
+  auto make(Tp& t, const L& p) const {
+    using S = typename Tp::Scalar;
+    const BasicVar<S> out = matmul(tanh(matmul(t.constant(xs<S>()), p[0]) + p[1]), p[2]);
+    return Normal<S>(slice_cols(out, 0, 1), softplus(slice_cols(out, 1, 1)) + S(1e-3));
+  }
+  template <class Tp, class L>
+  auto loss(Tp& t, const L& p) const {
+    using S = typename Tp::Scalar;
+    return -mean(make(t, p).log_prob(t.constant(ys<S>())));
+  }
+};
+}  // namespace
+
+TEST_CASE("Hessian- and Fisher-vector products on reused objects allocate nothing", "[alloc][second_order]") {
+  Gen gen(70);
+  SecondOrderNet net{gen.matrix(64, 8), gen.matrix(64, 1), {}, {}};
+  net.xd = net.x.cast<Dual<double>>();
+  net.yd = net.y.cast<Dual<double>>();
+  const std::vector<Mat> theta = {gen.matrix(8, 32), gen.matrix(1, 32), gen.matrix(32, 2)};
+  const std::vector<Mat> v = {gen.matrix(8, 32), gen.matrix(1, 32), gen.matrix(32, 2)};
+  HessianVectorProduct<double> hvp;
+  FisherVectorProduct<double> fvp;
+  auto loss = [&](auto& t, const auto& p) { return net.loss(t, p); };
+  auto make = [&](auto& t, const auto& p) { return net.make(t, p); };
+  for (int i = 0; i < 3; ++i) {
+    hvp(loss, theta, v);
+    fvp(make, theta, v, 1e-3);
+  }
+  const long before = g_allocs.load();
+  double check = 0;
+  for (int i = 0; i < 5; ++i) {
+    check += hvp(loss, theta, v)[0].sum();
+    check += fvp(make, theta, v, 1e-3)[2].sum();
+  }
+  const long during = g_allocs.load() - before;
+  CHECK(std::isfinite(check));
+  CHECK(hvp.tape().size() > 10);
+  INFO("heap allocations in 5 Hessian- and 5 Fisher-vector products: " << during);
+  CHECK(during == 0);
+}

@@ -524,3 +524,28 @@ TEST_CASE("Adam.step(pool): the same bits as step() at every thread count", "[nn
     }
   }
 }
+
+TEST_CASE("Mlp.apply: the same map with the parameters given as Vars, on a tape of doubles or of duals", "[nn][second_order]") {
+  Rng rng(31);
+  nn::Mlp<double> net({3, 5, 2}, nn::Activation::tanh, rng, nn::Activation::softplus);
+  nn::ParameterList<double> list;
+  net.collect(list);
+  const Mat x = test::Gen(32).matrix(4, 3);
+  Tape t;
+  std::vector<Var> leaves;
+  for (std::size_t i = 0; i < list.size(); ++i) leaves.push_back(t.variable(list[i].value));
+  const Mat a = net.apply(t.constant(x), leaves).value(), b = net(t.constant(x)).value();
+  REQUIRE(a == b);
+  // on duals: the values are the same map's
+  BasicTape<Dual<double>> td;
+  std::vector<BasicVar<Dual<double>>> ld;
+  for (std::size_t i = 0; i < list.size(); ++i) ld.push_back(td.variable(list[i].value.cast<Dual<double>>()));
+  const auto yd = net.apply(td.constant(x.cast<Dual<double>>()), ld).value();
+  for (Index k = 0; k < a.size(); ++k) CHECK(std::abs(yd.data()[k].v - a.data()[k]) <= 1e-14);
+  REQUIRE_ERROR(net.apply(t.constant(x), std::vector<Var>(leaves.begin(), leaves.begin() + 3)), ShapeError,
+                "reparam: Mlp.apply: needs 4 parameters from index 0 (got 3)");
+  std::vector<Var> swapped = leaves;
+  std::swap(swapped[0], swapped[2]);
+  REQUIRE_ERROR(net.apply(t.constant(x), swapped), ShapeError,
+                "reparam: Mlp.apply: parameters of layer 0 do not fit (5x2 and 1x5 for 3x5 and 1x5)");
+}

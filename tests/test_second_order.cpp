@@ -177,7 +177,7 @@ TEST_CASE("second-order errors", "[second_order][errors]") {
   REQUIRE_THROWS_WITH(conjugate_gradient(id, Vec(Vec::Constant(3, std::nan(""))), 5, 1e-6), "reparam: conjugate_gradient: b must be finite");
 }
 
-TEST_CASE("Fisher-vector products: closed-form Fishers of Normal, Categorical and Bernoulli", "[second_order]") {
+TEST_CASE("Fisher-vector products: closed-form Fishers of Normal, Laplace, Categorical and Bernoulli", "[second_order]") {
   Gen gen(65);
   const Mat loc = gen.matrix(2, 3), ls = gen.matrix(2, 3, -1, 1), vl = gen.matrix(2, 3), vs = gen.matrix(2, 3);
   const std::vector<Mat> at = {loc, ls}, dir = {vl, vs};
@@ -189,6 +189,12 @@ TEST_CASE("Fisher-vector products: closed-form Fishers of Normal, Categorical an
     // damping adds damping * v
     const auto fd = fisher_vector_product([](auto&, const auto& p) { return Normal<D>(p[0], exp(p[1])); }, at, dir, 0.25);
     REQUIRE(fd[1].isApprox(Mat(2.25 * vs), 1e-13));
+  }
+  SECTION("Laplace in (loc, log scale): diag(1 / b^2, 1) per element") {
+    // E[(d/dloc log p)^2] = E[sign^2] / b^2; d/dlog b log p = |x - loc| / b - 1 has Var(Exp(1)) = 1
+    const auto fv = fisher_vector_product([](auto&, const auto& p) { return Laplace<D>(p[0], exp(p[1])); }, at, dir);
+    REQUIRE(fv[0].isApprox(Mat(vl.array() / s.square()), 1e-13));
+    REQUIRE(fv[1].isApprox(vs, 1e-13));
   }
   SECTION("Categorical in its logits: diag(p) - p p' per row") {
     const auto fv = fisher_vector_product([](auto&, const auto& p) { return Categorical<D>(p[0]); }, std::vector<Mat>{loc},

@@ -19,31 +19,32 @@ namespace reparam {
 template <class T>
 struct Dual {
   T v = T(0), d = T(0);
-  Dual() = default;
-  Dual(T value, T tangent = T(0)) : v(value), d(tangent) {}  // NOLINT: implicit from T, as a scalar literal
+  constexpr Dual() = default;
+  constexpr Dual(T value, T tangent = T(0)) : v(value), d(tangent) {}  // NOLINT: implicit from T, as a scalar literal
   template <class U, class = std::enable_if_t<std::is_arithmetic<U>::value && !std::is_same<U, T>::value>>
-  Dual(U value) : v(T(value)) {}  // NOLINT: implicit from any arithmetic literal (0, 1.0)
+  constexpr Dual(U value) : v(T(value)) {}  // NOLINT: implicit from any arithmetic literal (0, 1.0)
   /// The value as T (for printing, indices of an argmax, and checks).
-  explicit operator T() const { return v; }
-};
+  constexpr explicit operator T() const { return v; }
 
-// arithmetic: d(a b) = da b + a db, d(a / b) = (da b - a db) / b^2
-template <class T> Dual<T> operator+(Dual<T> a, Dual<T> b) { return {a.v + b.v, a.d + b.d}; }
-template <class T> Dual<T> operator-(Dual<T> a, Dual<T> b) { return {a.v - b.v, a.d - b.d}; }
-template <class T> Dual<T> operator-(Dual<T> a) { return {-a.v, -a.d}; }
-template <class T> Dual<T> operator*(Dual<T> a, Dual<T> b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
-template <class T> Dual<T> operator/(Dual<T> a, Dual<T> b) { return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)}; }
-template <class T> Dual<T>& operator+=(Dual<T>& a, Dual<T> b) { return a = a + b; }
-template <class T> Dual<T>& operator-=(Dual<T>& a, Dual<T> b) { return a = a - b; }
-template <class T> Dual<T>& operator*=(Dual<T>& a, Dual<T> b) { return a = a * b; }
-template <class T> Dual<T>& operator/=(Dual<T>& a, Dual<T> b) { return a = a / b; }
-// comparisons see the value only (branches of max, relu, abs follow the value)
-template <class T> bool operator<(Dual<T> a, Dual<T> b) { return a.v < b.v; }
-template <class T> bool operator>(Dual<T> a, Dual<T> b) { return a.v > b.v; }
-template <class T> bool operator<=(Dual<T> a, Dual<T> b) { return a.v <= b.v; }
-template <class T> bool operator>=(Dual<T> a, Dual<T> b) { return a.v >= b.v; }
-template <class T> bool operator==(Dual<T> a, Dual<T> b) { return a.v == b.v; }
-template <class T> bool operator!=(Dual<T> a, Dual<T> b) { return a.v != b.v; }
+  // arithmetic as hidden friends, so that a plain number on either side converts:
+  // d(a b) = da b + a db, d(a / b) = (da b - a db) / b^2
+  friend constexpr Dual operator+(Dual a, Dual b) { return {a.v + b.v, a.d + b.d}; }
+  friend constexpr Dual operator-(Dual a, Dual b) { return {a.v - b.v, a.d - b.d}; }
+  friend constexpr Dual operator-(Dual a) { return {-a.v, -a.d}; }
+  friend constexpr Dual operator*(Dual a, Dual b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
+  friend constexpr Dual operator/(Dual a, Dual b) { return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)}; }
+  friend constexpr Dual& operator+=(Dual& a, Dual b) { return a = a + b; }
+  friend constexpr Dual& operator-=(Dual& a, Dual b) { return a = a - b; }
+  friend constexpr Dual& operator*=(Dual& a, Dual b) { return a = a * b; }
+  friend constexpr Dual& operator/=(Dual& a, Dual b) { return a = a / b; }
+  // comparisons see the value only (branches of max, relu, abs follow the value)
+  friend constexpr bool operator<(Dual a, Dual b) { return a.v < b.v; }
+  friend constexpr bool operator>(Dual a, Dual b) { return a.v > b.v; }
+  friend constexpr bool operator<=(Dual a, Dual b) { return a.v <= b.v; }
+  friend constexpr bool operator>=(Dual a, Dual b) { return a.v >= b.v; }
+  friend constexpr bool operator==(Dual a, Dual b) { return a.v == b.v; }
+  friend constexpr bool operator!=(Dual a, Dual b) { return a.v != b.v; }
+};
 
 // elementary functions, found by ADL: d f(a) = f'(a) da
 template <class T> Dual<T> exp(Dual<T> a) { const T e = std::exp(a.v); return {e, a.d * e}; }
@@ -53,6 +54,10 @@ template <class T> Dual<T> expm1(Dual<T> a) { return {std::expm1(a.v), a.d * std
 template <class T> Dual<T> sqrt(Dual<T> a) { const T s = std::sqrt(a.v); return {s, a.d / (T(2) * s)}; }
 template <class T> Dual<T> tanh(Dual<T> a) { const T t = std::tanh(a.v); return {t, a.d * (T(1) - t * t)}; }
 template <class T> Dual<T> abs(Dual<T> a) { return a.v < T(0) ? -a : a; }
+// d erf(a) = 2 / sqrt(pi) e^(-a^2) da
+template <class T> Dual<T> erf(Dual<T> a) { return {std::erf(a.v), a.d * T(1.12837916709551257390) * std::exp(-a.v * a.v)}; }
+template <class T> Dual<T> erfc(Dual<T> a) { return {std::erfc(a.v), -a.d * T(1.12837916709551257390) * std::exp(-a.v * a.v)}; }
+template <class T> Dual<T> floor(Dual<T> a) { return {std::floor(a.v), T(0)}; }
 template <class T> Dual<T> pow(Dual<T> a, Dual<T> b) {
   const T p = std::pow(a.v, b.v);
   // d a^b = b a^(b-1) da + a^b log(a) db (the second term only where db is not 0: a may be 0)

@@ -110,7 +110,9 @@ struct is_streamable<S, std::void_t<decltype(std::declval<std::ostream&>() << st
 /// Prints a scalar the way users wrote it: shortest form that round-trips for float and double.
 template <class S>
 std::string scalar_str(const S& v) {
-  if constexpr (std::is_floating_point<S>::value) {
+  if constexpr (is_dual_scalar<S>::value) {
+    return scalar_str(v.v);  // a dual number prints its value
+  } else if constexpr (std::is_floating_point<S>::value) {
     constexpr int max_digits = std::numeric_limits<S>::max_digits10;
     for (int p = 1; p < max_digits; ++p) {
       std::ostringstream t;

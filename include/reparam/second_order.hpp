@@ -1,7 +1,7 @@
 #pragma once
 /// \file second_order.hpp  Exact Hessian-vector products (forward over reverse, on a tape of
-/// `Dual` scalars), Fisher-vector products as the Hessian of a KL, conjugate gradients, and
-/// flattening parameters into one vector and back.
+/// `Dual` scalars), Fisher-vector products as the Hessian of a KL, conjugate gradients,
+/// flattening parameters into one vector and back, and natural-gradient steps in a KL trust region.
 ///
 ///     // H v of f at x: f(tape, leaves) builds a 1x1 Var on a tape of Dual<double>
 ///     auto hv = reparam::hessian_vector_product(
@@ -23,71 +23,123 @@
 
 namespace reparam {
 
-/// H v and, on request, the gradient and the value of f at x: one forward and one reverse sweep
-/// on a tape of Dual<T>, whose leaves are x + e v. `f(tape, leaves)` returns a 1x1 Var on that tape
-/// (it may read other constants, e.g. data, with `tape.constant`). Exact up to rounding; costs
-/// one gradient in dual arithmetic (about 2-4 gradients in T; bench_second_order measures it).
+/// Hessian-vector products with a reusable tape: H v and the gradient and value of f at x, by one
+/// forward and one reverse sweep on a tape of Dual<T> whose leaves are x + e v. `f(tape, leaves)`
+/// returns a 1x1 Var on that tape (it may read other constants, e.g. data, with `tape.constant`).
+/// Exact up to rounding. Parts of f held fixed with `stop_gradient` are constants in forward mode
+/// too (as detach is in PyTorch): H v is then the derivative of the gradient with them held.
+/// Calling again with the same shapes (and an f that records the same nodes) allocates nothing.
+///
+///     reparam::HessianVectorProduct<double> hvp;
+///     const auto& hv = hvp(f, x, v);      // hv[i] matches x[i]; hvp.gradient(), hvp.value()
+template <class T>
+class HessianVectorProduct {
+  static_assert(std::is_floating_point<T>::value, "reparam: HessianVectorProduct: T must be float or double");
+
+ public:
+  using D = Dual<T>;
+
+  template <class F>
+  const std::vector<Matrix<T>>& operator()(F&& f, const std::vector<Matrix<T>>& x, const std::vector<Matrix<T>>& v) {
+    const char* op = "hessian_vector_product";
+    if (x.size() != v.size())
+      detail::throw_shape(op, "needs one direction per point (" + std::to_string(x.size()) + " points, " +
+                                  std::to_string(v.size()) + " directions)");
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (x[i].rows() != v[i].rows() || x[i].cols() != v[i].cols())
+        detail::throw_shape(op, "direction " + std::to_string(i) + " does not fit its point (" + detail::shape_str(v[i].rows(), v[i].cols()) +
+                                    " and " + detail::shape_str(x[i].rows(), x[i].cols()) + ")");
+      if (!x[i].allFinite() || !v[i].allFinite())
+        detail::throw_domain(op, std::string(x[i].allFinite() ? "direction " : "point ") + std::to_string(i) + " must be finite");
+    }
+    tape_.clear();
+    leaves_.clear();
+    for (std::size_t i = 0; i < x.size(); ++i)
+      leaves_.push_back(tape_.variable(x[i].binaryExpr(v[i], [](T a, T b) { return D(a, b); })));
+    const BasicVar<D> y = f(tape_, static_cast<const std::vector<BasicVar<D>>&>(leaves_));
+    tape_.backward(y);
+    value_ = y.item().v;
+    hv_.resize(x.size());
+    grad_.resize(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const auto g = leaves_[i].grad();
+      hv_[i].resize(g.rows(), g.cols());
+      grad_[i].resize(g.rows(), g.cols());
+      for (Index k = 0; k < g.size(); ++k) {
+        hv_[i].data()[k] = g.data()[k].d;
+        grad_[i].data()[k] = g.data()[k].v;
+      }
+    }
+    return hv_;
+  }
+  /// From the last call: H v, the gradient of f, and f.
+  const std::vector<Matrix<T>>& result() const noexcept { return hv_; }
+  const std::vector<Matrix<T>>& gradient() const noexcept { return grad_; }
+  T value() const noexcept { return value_; }
+  /// The tape of duals (its nodes stay readable until the next call).
+  BasicTape<D>& tape() noexcept { return tape_; }
+
+ private:
+  BasicTape<D> tape_;
+  std::vector<BasicVar<D>> leaves_;
+  std::vector<Matrix<T>> hv_, grad_;
+  T value_ = T(0);
+};
+
+/// H v and, on request, the gradient and the value of f at x, on a fresh tape (see
+/// `HessianVectorProduct`, which reuses one). Costs one gradient in dual arithmetic: about 3
+/// gradients in T where matrix products dominate (bench_second_order measures it).
 template <class T, class F>
 std::vector<Matrix<T>> hessian_vector_product(F&& f, const std::vector<Matrix<T>>& x, const std::vector<Matrix<T>>& v,
                                               std::vector<Matrix<T>>* gradient = nullptr, T* value = nullptr) {
-  static_assert(std::is_floating_point<T>::value, "reparam: hessian_vector_product: T must be float or double");
-  const char* op = "hessian_vector_product";
-  if (x.size() != v.size())
-    detail::throw_shape(op, "needs one direction per point (" + std::to_string(x.size()) + " points, " + std::to_string(v.size()) +
-                                " directions)");
-  using D = Dual<T>;
-  BasicTape<D> tape;
-  std::vector<BasicVar<D>> leaves;
-  leaves.reserve(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (x[i].rows() != v[i].rows() || x[i].cols() != v[i].cols())
-      detail::throw_shape(op, "direction " + std::to_string(i) + " does not fit its point (" + detail::shape_str(v[i].rows(), v[i].cols()) +
-                                  " and " + detail::shape_str(x[i].rows(), x[i].cols()) + ")");
-    if (!x[i].allFinite() || !v[i].allFinite())
-      detail::throw_domain(op, std::string(x[i].allFinite() ? "direction " : "point ") + std::to_string(i) + " must be finite");
-    Matrix<D> xd(x[i].rows(), x[i].cols());
-    for (Index k = 0; k < xd.size(); ++k) xd.data()[k] = D(x[i].data()[k], v[i].data()[k]);
-    leaves.push_back(tape.variable(xd));
-  }
-  const BasicVar<D> y = f(tape, static_cast<const std::vector<BasicVar<D>>&>(leaves));
-  tape.backward(y);
-  if (value) *value = y.item().v;
-  std::vector<Matrix<T>> hv(x.size());
-  if (gradient) gradient->resize(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const auto g = leaves[i].grad();
-    hv[i].resize(g.rows(), g.cols());
-    if (gradient) (*gradient)[i].resize(g.rows(), g.cols());
-    for (Index k = 0; k < g.size(); ++k) {
-      hv[i].data()[k] = g.data()[k].d;
-      if (gradient) (*gradient)[i].data()[k] = g.data()[k].v;
-    }
-  }
-  return hv;
+  HessianVectorProduct<T> hvp;
+  hvp(f, x, v);
+  if (gradient) *gradient = hvp.gradient();
+  if (value) *value = hvp.value();
+  return hvp.result();
 }
 
-/// F v + damping v, F the Fisher information of the distribution `make(tape, leaves)` in its
-/// parameters (the leaves, at `params`): the Hessian of sum(kl_divergence(old, new)) at
-/// new = old, where old = make(tape, stop_gradient(leaves)) is held fixed (its tangent is 0 too).
-/// Works for any distribution with a smooth KL (Normal, Categorical, Bernoulli) and any map from
-/// the leaves to its parameters (a network, exp of a log-scale, ...). Exact, one Hessian-vector
-/// product. Not yet Laplace: its KL goes through |loc_p - loc_q|, whose derivative at 0 is taken
-/// as 0, so the loc block of its Fisher comes out 0 instead of 1 / b^2.
+/// Fisher-vector products with a reusable tape: F v + damping v, F the Fisher information of the
+/// distribution `make(tape, leaves)` in its parameters (the leaves, at `params`): the Hessian of
+/// sum(kl_divergence(old, new)) at new = old, where old = make(tape, stop_gradient(leaves)) is
+/// held fixed (its tangent is 0 too). Any distribution with a KL (Normal, Laplace, Categorical,
+/// Bernoulli) and any map from the leaves to its parameters (a network, exp of a log-scale, ...).
+/// Exact: one Hessian-vector product. Repeated calls with the same shapes allocate nothing.
+template <class T>
+class FisherVectorProduct {
+ public:
+  template <class Make>
+  const std::vector<Matrix<T>>& operator()(Make&& make, const std::vector<Matrix<T>>& params, const std::vector<Matrix<T>>& v,
+                                           T damping = T(0)) {
+    if (!(damping >= T(0)) || !std::isfinite(damping))
+      detail::throw_domain("fisher_vector_product", "damping must be finite and >= 0 (got " + detail::scalar_str(damping) + ")");
+    auto kl = [&](auto& tape, const auto& leaves) {
+      held_.clear();
+      for (const auto& l : leaves) held_.push_back(stop_gradient(l));
+      return sum(kl_divergence(make(tape, static_cast<const std::vector<BasicVar<Dual<T>>>&>(held_)), make(tape, leaves)));
+    };
+    hvp_(kl, params, v);
+    fv_.resize(params.size());
+    for (std::size_t i = 0; i < fv_.size(); ++i) {
+      fv_[i].resize(v[i].rows(), v[i].cols());
+      fv_[i] = hvp_.result()[i] + damping * v[i];
+    }
+    return fv_;
+  }
+  const std::vector<Matrix<T>>& result() const noexcept { return fv_; }
+
+ private:
+  HessianVectorProduct<T> hvp_;
+  std::vector<BasicVar<Dual<T>>> held_;
+  std::vector<Matrix<T>> fv_;
+};
+
+/// F v + damping v on a fresh tape (see `FisherVectorProduct`, which reuses one).
 template <class T, class Make>
 std::vector<Matrix<T>> fisher_vector_product(Make&& make, const std::vector<Matrix<T>>& params, const std::vector<Matrix<T>>& v,
                                              T damping = T(0)) {
-  if (!(damping >= T(0)) || !std::isfinite(damping))
-    detail::throw_domain("fisher_vector_product", "damping must be finite and >= 0 (got " + detail::scalar_str(damping) + ")");
-  auto kl = [&](auto& tape, const auto& leaves) {
-    std::decay_t<decltype(leaves)> held;
-    held.reserve(leaves.size());
-    for (const auto& l : leaves) held.push_back(stop_gradient(l));
-    return sum(kl_divergence(make(tape, held), make(tape, leaves)));
-  };
-  std::vector<Matrix<T>> fv = hessian_vector_product(kl, params, v);
-  if (damping > T(0))
-    for (std::size_t i = 0; i < fv.size(); ++i) fv[i] += damping * v[i];
-  return fv;
+  FisherVectorProduct<T> fvp;
+  return fvp(make, params, v, damping);
 }
 
 /// What `conjugate_gradient` found: the solution, the iterations it took, the final residual
@@ -267,7 +319,8 @@ NaturalGradientResult natural_gradient_step(const std::vector<Parameter<T>*>& pa
     }
     return ms;
   };
-  auto fvp = [&](const Vec& v) { return to_vec(fisher_vector_product(make, theta, to_mats(v), T(o.damping))); };
+  FisherVectorProduct<T> fisher;  // one tape of duals for every product
+  auto fvp = [&](const Vec& v) { return to_vec(fisher(make, theta, to_mats(v), T(o.damping))); };
   const CgResult<T> cg = conjugate_gradient(fvp, Vec(-to_vec(g)), o.cg_iterations, T(o.cg_tolerance));
   out.cg_iterations = cg.iterations;
   const T sfs = cg.x.dot(fvp(cg.x));

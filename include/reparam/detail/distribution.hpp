@@ -46,7 +46,7 @@ bool finite(T v) {
 template <class T>
 void check_finite_param(OpName op, const char* what, const BasicVar<T>& v) {
   check_var(v, op);
-  if constexpr (std::is_floating_point<T>::value) {
+  if constexpr (detail::checked_scalar<T>) {
     if (!validation_enabled()) return;
     check_elements(op, what, v.value(), [](T x) { return finite(x); }, " must be finite");
   }
@@ -55,7 +55,7 @@ void check_finite_param(OpName op, const char* what, const BasicVar<T>& v) {
 template <class T>
 void check_positive_param(OpName op, const char* what, const BasicVar<T>& v) {
   check_var(v, op);
-  if constexpr (std::is_floating_point<T>::value) {
+  if constexpr (detail::checked_scalar<T>) {
     if (!validation_enabled()) return;
     check_elements(op, what, v.value(), [](T x) { return x > T(0) && finite(x); }, " must be > 0 and finite");
   }
@@ -66,14 +66,14 @@ void check_positive_param(OpName op, const char* what, const BasicVar<T>& v) {
 template <class T>
 T min_temperature() {
   using std::sqrt;
-  return sqrt((std::numeric_limits<T>::min)());
+  return T(sqrt((std::numeric_limits<real_t<T>>::min)()));
 }
 
 /// DomainError unless every temperature is finite and >= min_temperature<T>().
 template <class T>
 void check_temperature_values(OpName op, const BasicVar<T>& tau) {
   check_var(tau, op);
-  if constexpr (std::is_floating_point<T>::value) {
+  if constexpr (detail::checked_scalar<T>) {
     if (!validation_enabled()) return;
     const T lo = min_temperature<T>();
     const auto v = tau.value();
@@ -88,7 +88,7 @@ void check_temperature_values(OpName op, const BasicVar<T>& tau) {
 /// DomainError unless every element of a value passed to `op` satisfies ok.
 template <class T, class Pred>
 void check_value(OpName op, const char* what, const BasicVar<T>& v, Pred ok) {
-  if constexpr (std::is_floating_point<T>::value) {
+  if constexpr (detail::checked_scalar<T>) {
     if (!validation_enabled()) return;
     check_elements(op, what, v.value(), ok);
   }
@@ -133,7 +133,7 @@ struct ClampUnitOp {
 /// Uniforms given by users: NaN or values outside [0, 1] are errors; 0 and 1 move inside.
 template <class T, class D>
 void check_uniforms(OpName op, const Eigen::DenseBase<D>& u) {
-  if constexpr (std::is_floating_point<T>::value) {
+  if constexpr (detail::checked_scalar<T>) {
     if (!validation_enabled()) return;
     check_elements(op, "uniforms must lie in [0, 1]", u, [](T v) { return v >= T(0) && v <= T(1); });
   }
@@ -379,7 +379,7 @@ class LocationScale : public CdfOverloads<D, T> {
   static void check_base_noise(const N& noise) {
     if constexpr (D::uniform_noise) {
       detail::check_uniforms<T>({D::name, "reparameterize"}, noise);
-    } else if constexpr (std::is_floating_point<T>::value) {
+    } else if constexpr (detail::checked_scalar<T>) {
       if (validation_enabled())
         detail::check_elements({D::name, "reparameterize"}, "noise must be finite", noise,
                                [](T v) { return detail::finite(v); });

@@ -73,18 +73,63 @@ void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, I
       m, n, k, a, lda, b, ldb, c, 1, ldc, alpha, blocking, nullptr);
 }
 
+template <class T>
+void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bool trans_a,
+              const Eigen::Map<const Matrix<T>>& B, bool trans_b, T alpha, Workspace<T>& ws, bool assign = false);
+
+/// The product of dual matrices as three real ones: (Av + e Ad)(Bv + e Bd) = Av Bv + e (Av Bd + Ad Bv),
+/// through the real kernel (Eigen's blocked GEMM or the BLAS backend) instead of Eigen's scalar
+/// loops over duals. The value and tangent planes live in per-thread grow-only workspaces.
+template <class T>
+void gemm_dual(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bool trans_a,
+               const Eigen::Map<const Matrix<T>>& B, bool trans_b, real_t<T> alpha, bool assign) {
+  using R = real_t<T>;
+  using RMap = Eigen::Map<Matrix<R>>;
+  using RCMap = Eigen::Map<const Matrix<R>>;
+  thread_local Workspace<R> planes, pack;
+  const Index na = A.size(), nb = B.size(), nc = C.size();
+  R* buf = planes.get(static_cast<std::size_t>(2 * (na + nb + nc)));
+  R *av = buf, *ad = av + na, *bv = ad + na, *bd = bv + nb, *cv = bd + nb, *cd = cv + nc;
+  for (Index i = 0; i < na; ++i) {
+    av[i] = A.data()[i].v;
+    ad[i] = A.data()[i].d;
+  }
+  for (Index i = 0; i < nb; ++i) {
+    bv[i] = B.data()[i].v;
+    bd[i] = B.data()[i].d;
+  }
+  const RCMap Av(av, A.rows(), A.cols()), Ad(ad, A.rows(), A.cols()), Bv(bv, B.rows(), B.cols()), Bd(bd, B.rows(), B.cols());
+  RMap Cv(cv, C.rows(), C.cols()), Cd(cd, C.rows(), C.cols());
+  gemm_acc<R>(Cv, Av, trans_a, Bv, trans_b, alpha, pack, true);
+  gemm_acc<R>(Cd, Av, trans_a, Bd, trans_b, alpha, pack, true);
+  gemm_acc<R>(Cd, Ad, trans_a, Bv, trans_b, alpha, pack, false);
+  T* c = C.data();
+  if (assign) {
+    for (Index i = 0; i < nc; ++i) c[i] = T(cv[i], cd[i]);
+  } else {
+    for (Index i = 0; i < nc; ++i) c[i] = T(c[i].v + cv[i], c[i].d + cd[i]);
+  }
+}
+
 /// C (m x n, row-major) += alpha * op(A) * op(B); op(X) is X or its transpose. A and B are
 /// row-major maps; C must not alias them. With `assign`, C = alpha * op(A) * op(B) instead, C's
 /// old contents never read (they may be garbage): the BLAS backend's beta = 0, no zeroing pass.
+/// Dual scalars (Hessian-vector products) run as three products of real matrices.
 template <class T>
 void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bool trans_a,
-              const Eigen::Map<const Matrix<T>>& B, bool trans_b, T alpha, Workspace<T>& ws, bool assign = false) {
+              const Eigen::Map<const Matrix<T>>& B, bool trans_b, T alpha, Workspace<T>& ws, bool assign) {
   const Index m = C.rows(), n = C.cols();
   const Index k = trans_a ? A.rows() : A.cols();
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (assign) C.setZero();
     return;
+  }
+  if constexpr (is_dual_scalar<T>::value) {
+    if (m + n + k >= 20 && alpha.d == real_t<T>(0)) {
+      gemm_dual(C, A, trans_a, B, trans_b, alpha.v, assign);
+      return;
+    }
   }
   constexpr bool blas_scalar = std::is_same<T, float>::value || std::is_same<T, double>::value;
   const bool tiny = m + n + k < 20;  // Eigen's own threshold for coefficient-based products

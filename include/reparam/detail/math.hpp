@@ -19,6 +19,8 @@
 
 #include <Eigen/Core>
 
+#include <reparam/matrix.hpp>
+
 namespace reparam {
 namespace detail {
 
@@ -480,8 +482,9 @@ struct InRange {
 template <class T>
 struct IsNormal {
   bool operator()(const T& x) const {
-    const T a = x < T(0) ? -x : x;
-    return a >= std::numeric_limits<T>::min() && a <= std::numeric_limits<T>::max();
+    using R = real_t<T>;
+    const R v = real_part(x), a = v < R(0) ? -v : v;
+    return a >= std::numeric_limits<R>::min() && a <= std::numeric_limits<R>::max();
   }
   template <class P> P packet(const P& x) const {
     namespace in = Eigen::internal;

@@ -168,7 +168,7 @@ class Categorical : public ValueOverloads<Categorical<T>, T> {
     if (x.cols() != K_ || (x.rows() != R_ && R_ != 1 && x.rows() != 1))
       detail::throw_shape(op, "value does not fit the logits (" + detail::shape_str(x.rows(), x.cols()) + " and " +
                                   detail::shape_str(R_, K_) + ")");
-    if constexpr (std::is_floating_point<T>::value) {
+    if constexpr (detail::checked_scalar<T>) {
       if (validation_enabled()) {
         const auto v = x.value();
         detail::check_elements(op, "value must be one-hot rows: elements 0 or 1", v,

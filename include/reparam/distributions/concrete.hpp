@@ -83,12 +83,12 @@ class Concrete : public ValueOverloads<Concrete<T>, T> {
   Var log_prob(const Var& x) const {
     const detail::OpName op{name, "log_prob"};
     base_.check_value(op, x);
-    if constexpr (std::is_floating_point<T>::value) {
+    if constexpr (detail::checked_scalar<T>) {
       if (validation_enabled()) {
         const auto v = x.value();
         detail::check_elements(op, "value must lie in the open simplex: elements in (0, 1]", v,
                                [](T a) { return a > T(0) && a <= T(1); });
-        const T tol = T(8) * std::numeric_limits<T>::epsilon() * T(std::max<Index>(v.cols(), 4));
+        const T tol = T(8) * std::numeric_limits<detail::real_t<T>>::epsilon() * T(std::max<Index>(v.cols(), 4));
         for (Index i = 0; i < v.rows(); ++i) {
           using std::abs;
           const T s = v.row(i).sum();

@@ -98,7 +98,7 @@ void relaxed_backward(Backward<T>& bw, const T* z, const T* arg, bool log_space)
     const T* gi = g + i * K;
     // any index in range keeps the rules below exact; the largest makes them accurate (a float
     // holds indices exactly below 2^24; beyond, it may round, so it is kept in range)
-    const Index jd = std::min(Index(arg[i]), K - 1);
+    const Index jd = std::min(Index(real_part(arg[i])), K - 1);
     T c, dc = T(0);
     if (log_space) {
       c = row_sum(gi, K);
@@ -257,11 +257,11 @@ class ExpConcrete : public ValueOverloads<ExpConcrete<T>, T> {
   Var log_prob(const Var& y) const {
     const detail::OpName op{name_, "log_prob"};
     check_value(op, y);
-    if constexpr (std::is_floating_point<T>::value) {
+    if constexpr (detail::checked_scalar<T>) {
       if (validation_enabled()) {
         const auto v = y.value();
         detail::check_elements(op, "value must be finite", v, [](T a) { return detail::finite(a); });
-        const T tol = T(8) * std::numeric_limits<T>::epsilon() * T(std::max<Index>(v.cols(), 4));
+        const T tol = T(8) * std::numeric_limits<detail::real_t<T>>::epsilon() * T(std::max<Index>(v.cols(), 4));
         for (Index i = 0; i < v.rows(); ++i) {
           using std::abs;
           using std::log;

@@ -35,13 +35,16 @@ BasicVar<T> kl_divergence(const Normal<T>& p, const Normal<T>& q) {
   return T(0.5) * (square(r) + square(t) - T(1)) + (log(q.scale()) - log(p.scale()));
 }
 
-/// KL(p || q) of two Laplace distributions, elementwise, with d = |mp - mq|:
-/// log(bq / bp) + d / bq + (bp / bq) e^(-d / bp) - 1.
+/// KL(p || q) of two Laplace distributions, elementwise, with d = mp - mq:
+/// log(bq / bp) + |d| / bq + (bp / bq) e^(-|d| / bp) - 1, computed as
+/// log(bq / bp) + bp / bq - 1 + (d / bq) g(d / bp) with g(t) = (e^-|t| - 1 + |t|) / t, which is smooth
+/// where d = 0: the KL is twice differentiable there, and its Hessian (the Fisher) is exact.
 template <class T>
 BasicVar<T> kl_divergence(const Laplace<T>& p, const Laplace<T>& q) {
   detail::check_kl(p.loc(), q.loc(), p, q, "Laplace");
-  const BasicVar<T> d = abs(p.loc() - q.loc());
-  return (log(q.scale()) - log(p.scale())) + d / q.scale() + p.scale() / q.scale() * exp(-d / p.scale()) - T(1);
+  const BasicVar<T> d = p.loc() - q.loc();
+  return (log(q.scale()) - log(p.scale())) + (p.scale() / q.scale() - T(1)) +
+         d / q.scale() * detail::unary<detail::LaplaceKlTailOp>(d / p.scale());
 }
 
 /// KL(p || q) of two categoricals per row: sum_k p_k (log p_k - log q_k). Logits broadcast by

@@ -26,7 +26,15 @@ struct NdtriOp {
   static constexpr const char* name = "Normal.icdf";
   template <class X, class C> static auto forward(const X& x, const C&) {
     using T = typename X::Scalar;
-    return x.unaryExpr([](T v) { return static_cast<T>(ndtri(static_cast<double>(v))); });
+    return x.unaryExpr([](T v) {
+      if constexpr (is_dual_scalar<T>::value) {  // d ndtri(p) = sqrt(2 pi) e^(y^2 / 2) dp
+        using R = real_t<T>;
+        const R y = static_cast<R>(ndtri(static_cast<double>(v.v)));
+        return T(y, v.d == R(0) ? R(0) : v.d * R(sqrt_2pi) * std::exp(R(0.5) * y * y));
+      } else {
+        return static_cast<T>(ndtri(static_cast<double>(v)));
+      }
+    });
   }
   // 1 / phi(y) = sqrt(2 pi) e^(y^2 / 2)
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X&, const Y& y, const C&) {

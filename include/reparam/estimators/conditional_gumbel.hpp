@@ -62,7 +62,7 @@ void check_conditional(OpName op, const BasicVar<T>& logits, const Eigen::DenseB
     throw_shape(op, "uniforms do not fit the logits (" + shape_str(u_rows, u_cols) + " and " + shape_str(R, K) +
                         (blocks == 0 ? ", or a stack of such blocks)" : ")"));
   check_one_hot(op, hard);
-  if constexpr (std::is_floating_point<T>::value)
+  if constexpr (detail::checked_scalar<T>)
     if (validation_enabled()) check_elements(op, "logits must be finite", logits.value(), [](T v) { return finite(v); });
 }
 
@@ -120,7 +120,7 @@ BasicVar<T> gumbel_rao_from(const BasicVar<T>& logits, const Eigen::DenseBase<H>
 
 template <class T>
 void check_temperature(OpName op, T tau) {
-  if constexpr (std::is_floating_point<T>::value)
+  if constexpr (detail::checked_scalar<T>)
     if (!(tau > T(0)) || !finite(tau)) throw_domain(op, "temperature must be positive and finite (got " + scalar_str(tau) + ")");
 }
 
@@ -158,7 +158,7 @@ template <class T, class F, class FillU, class FillV>
 RebarTerms<T> rebar_from(OpName op, const BasicVar<T>& logits, F& f, T eta, T tau, FillU&& fill_u, FillV&& fill_v) {
   const Index R = logits.rows(), K = logits.cols();
   check_temperature(op, tau);
-  if constexpr (std::is_floating_point<T>::value)
+  if constexpr (detail::checked_scalar<T>)
     if (!finite(eta)) throw_domain(op, "eta must be finite (got " + scalar_str(eta) + ")");
   // z = logits + G(u) (differentiable), and b its argmax, a constant one-hot matrix
   const BasicVar<T> z = logits + gumbel_constant(op.head, logits, fill_u);

@@ -60,7 +60,7 @@ void check_estimator_logits(OpName op, Family family, const BasicVar<T>& logits)
   check_var(logits, op);
   if (family == Family::categorical && logits.cols() == 0)
     throw_shape(op, "logits must have at least one column (got " + shape_str(logits.rows(), 0) + ")");
-  if constexpr (std::is_floating_point<T>::value)
+  if constexpr (detail::checked_scalar<T>)
     if (validation_enabled()) check_elements(op, "logits must be finite", logits.value(), [](T v) { return finite(v); });
 }
 

@@ -43,7 +43,7 @@ BasicVar<T> score_surrogate(const BasicVar<T>& log_prob, const C& cost, const B&
         out(i, j) = T(cost(cost.rows() == 1 ? 0 : i, cost.cols() == 1 ? 0 : j)) -
                     T(baseline(baseline.rows() == 1 ? 0 : i, baseline.cols() == 1 ? 0 : j));
   });
-  if constexpr (std::is_floating_point<T>::value)
+  if constexpr (detail::checked_scalar<T>)
     if (validation_enabled())
       check_elements(op, "cost - baseline must be finite", w.value(), [](T v) { return finite(v); });
   return sum(w * log_prob);
@@ -81,7 +81,7 @@ class EmaBaseline {
   bool initialized() const noexcept { return initialized_; }
   /// Folds in a new cost (e.g. the batch mean) and returns the new value. The cost must be finite.
   T update(T cost) {
-    if constexpr (std::is_floating_point<T>::value)
+    if constexpr (detail::checked_scalar<T>)
       if (!detail::finite(cost))
         detail::throw_domain("EmaBaseline", "cost must be finite (got " + detail::scalar_str(cost) + ")");
     value_ = initialized_ ? decay_ * value_ + (T(1) - decay_) * cost : cost;

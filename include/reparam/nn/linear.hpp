@@ -54,6 +54,12 @@ class Linear {
     BasicTape<T>& t = x.tape();
     return linear(x, t.parameter(weight), t.parameter(bias));
   }
+  /// The same map with the weight and bias given as Vars of any tape (a functional call): e.g.
+  /// the leaves `hessian_vector_product` or `natural_gradient_step` pass, on a tape of duals.
+  template <class S>
+  static BasicVar<S> apply(const BasicVar<S>& x, const BasicVar<S>& weight, const BasicVar<S>& bias) {
+    return linear(x, weight, bias);
+  }
   /// Adds "prefix.weight" and "prefix.bias" (or "weight" and "bias" when prefix is empty).
   void collect(ParameterList<T>& list, const std::string& prefix = "") {
     const std::string p = prefix.empty() ? "" : prefix + ".";
@@ -97,6 +103,28 @@ class Mlp {
   BasicVar<T> operator()(BasicVar<T> x) {
     for (std::size_t i = 0; i < layers_.size(); ++i)
       x = activate(i + 1 < layers_.size() ? hidden_ : output_, layers_[i](x));
+    return x;
+  }
+  /// The same map with the parameters given as Vars of any tape, in the order of `collect` (weight
+  /// and bias of each layer), starting at params[first]: a functional call, for
+  /// `hessian_vector_product`, `fisher_vector_product` and `natural_gradient_step`, whose leaves
+  /// (on a tape of T or of Dual<T>) stand for the layers' Parameters.
+  template <class S>
+  BasicVar<S> apply(BasicVar<S> x, const std::vector<BasicVar<S>>& params, std::size_t first = 0) const {
+    if (params.size() < first + 2 * layers_.size())
+      detail::throw_shape("Mlp.apply", "needs " + std::to_string(2 * layers_.size()) + " parameters from index " +
+                                           std::to_string(first) + " (got " + std::to_string(params.size()) + ")");
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      const BasicVar<S>& w = params[first + 2 * i];
+      const BasicVar<S>& b = params[first + 2 * i + 1];
+      const Linear<T>& l = layers_[i];
+      if (w.rows() != l.weight.rows() || w.cols() != l.weight.cols() || b.rows() != 1 || b.cols() != l.bias.cols())
+        detail::throw_shape("Mlp.apply", "parameters of layer " + std::to_string(i) + " do not fit (" +
+                                             detail::shape_str(w.rows(), w.cols()) + " and " + detail::shape_str(b.rows(), b.cols()) +
+                                             " for " + detail::shape_str(l.weight.rows(), l.weight.cols()) + " and " +
+                                             detail::shape_str(1, l.bias.cols()) + ")");
+      x = activate(i + 1 < layers_.size() ? hidden_ : output_, linear(x, w, b));
+    }
     return x;
   }
   /// Adds "prefix.0.weight", "prefix.0.bias", "prefix.1.weight", ...

@@ -134,7 +134,7 @@ template <class T> BasicVar<T> pow(const BasicVar<T>& a, detail::same_t<T> p);
 /// a^b elementwise with broadcasting; differentiable in both. A negative base with a
 /// non-integer exponent is a DomainError (as for a scalar exponent).
 template <class T> BasicVar<T> pow(const BasicVar<T>& a, const BasicVar<T>& b) {
-  if constexpr (std::is_floating_point<T>::value) {
+  if constexpr (detail::checked_scalar<T>) {
     detail::check_pair(a, b, "pow");
     if (validation_enabled()) {
       const detail::CMap<T> x = a.value(), p = b.value();
@@ -143,7 +143,7 @@ template <class T> BasicVar<T> pow(const BasicVar<T>& a, const BasicVar<T>& b) {
       for (Index i = 0; i < R; ++i)
         for (Index j = 0; j < C; ++j) {
           const T xv = x(x.rows() == 1 ? 0 : i, x.cols() == 1 ? 0 : j), pv = p(p.rows() == 1 ? 0 : i, p.cols() == 1 ? 0 : j);
-          if (xv < T(0) && !(std::floor(pv) == pv))
+          if (xv < T(0) && !(std::floor(detail::real_part(pv)) == detail::real_part(pv)))
             detail::throw_domain("pow", "base must be >= 0 for a non-integer exponent (got base " + detail::scalar_str(xv) +
                                             " and exponent " + detail::scalar_str(pv) + " at row " + std::to_string(i) +
                                             ", col " + std::to_string(j) + ")");

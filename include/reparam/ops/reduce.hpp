@@ -289,7 +289,7 @@ BasicVar<T> soft_argmax(const BasicVar<T>& a) {
         const detail::CMap<T> g = bw.grad(), y = bw.value(), x = bw.input(0);
         detail::MMap<T> gx = bw.grad_buffer(0);
         const Index K = gx.cols();
-        const bool exact_integers = double(K) * double(K) < std::ldexp(1.0, std::numeric_limits<T>::digits);
+        const bool exact_integers = double(K) * double(K) < std::ldexp(1.0, std::numeric_limits<detail::real_t<T>>::digits);
         for (Index i = 0; i < gx.rows(); ++i) {
           const T* pi = p + i * K;
           const Index jd = detail::row_argmax(pi, K);
@@ -317,7 +317,7 @@ BasicVar<T> soft_argmax(const BasicVar<T>& a) {
 /// soft_argmax(a / temperature): sharper as the temperature falls (temperature > 0 and finite).
 template <class T>
 BasicVar<T> soft_argmax(const BasicVar<T>& a, detail::same_t<T> temperature) {
-  if constexpr (std::is_floating_point<T>::value)
+  if constexpr (detail::checked_scalar<T>)
     if (!(temperature > T(0)) || detail::is_inf(temperature))
       detail::throw_domain("soft_argmax", "temperature must be > 0 and finite (got " + detail::scalar_str(temperature) + ")");
   return soft_argmax(a / temperature);

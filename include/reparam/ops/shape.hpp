@@ -170,14 +170,6 @@ BasicVar<T> broadcast_to(const BasicVar<T>& a, Index rows, Index cols) {
       [](Backward<T>& bw) { detail::add_broadcast_grad(bw, 0); });
 }
 
-namespace detail {
-/// A forward-mode dual scalar (reparam::Dual, or any type with a value `v` and a tangent `d`).
-template <class T, class = void>
-struct is_dual_scalar : std::false_type {};
-template <class T>
-struct is_dual_scalar<T, std::void_t<decltype(std::declval<T&>().v), decltype(std::declval<T&>().d)>> : std::true_type {};
-}  // namespace detail
-
 /// The same value with no gradient flowing back through it (shares the operand's storage). On a
 /// tape of dual numbers the result is a constant in forward mode too: its tangent is 0 (what
 /// "held fixed" means for a Hessian-vector product, e.g. the old policy in a Fisher product).

@@ -144,7 +144,7 @@ struct SoftplusOp {
 template <class T, class Pred>
 void check_domain(const BasicVar<T>& a, OpName op, const char* what, Pred ok) {
   check_var(a, op);
-  if constexpr (std::is_floating_point<T>::value) {
+  if constexpr (detail::checked_scalar<T>) {
     if (!validation_enabled()) return;
     check_elements(op, what, a.value(), ok);
   }
@@ -175,8 +175,8 @@ template <class T> BasicVar<T> sqrt(const BasicVar<T>& a) {
 template <class T> BasicVar<T> square(const BasicVar<T>& a) { return detail::unary<detail::SquareOp>(a); }
 /// a^p elementwise for a scalar exponent. Negative a with a non-integer p is a DomainError.
 template <class T> BasicVar<T> pow(const BasicVar<T>& a, detail::same_t<T> p) {
-  if constexpr (std::is_floating_point<T>::value) {
-    if (!(std::floor(p) == p))
+  if constexpr (detail::checked_scalar<T>) {
+    if (!(std::floor(detail::real_part(p)) == detail::real_part(p)))
       detail::check_domain(a, "pow", "base must be >= 0 for a non-integer exponent", [](T v) { return v >= T(0); });
   }
   if (p == T(0)) return detail::unary<detail::ZeroPowOp>(a, p);

@@ -43,7 +43,7 @@ inline constexpr std::size_t block = 256;  // words per block of bulk sampling
 /// n uniforms in (0, 1). Doubles take a word each; floats take the low then the high half of
 /// each word.
 template <class T, class G>
-void fill_uniform(G& g, T* out, std::size_t n) {
+void fill_uniform_real(G& g, T* out, std::size_t n) {
   static_assert(std::is_same<T, double>::value || std::is_same<T, float>::value,
                 "reparam: sampling needs T = float or double");
   std::uint64_t w[block];
@@ -99,7 +99,7 @@ inline float log_positive(float x) noexcept {
 
 /// Gumbel noise -log(-log u) in place over uniforms u in (0, 1).
 template <class T>
-void gumbel_from_uniform(T* e, std::size_t n) {
+void gumbel_from_uniform_real(T* e, std::size_t n) {
   if constexpr (std::is_same<T, float>::value) {
     for (std::size_t i = 0; i < n; ++i) e[i] = -log_positive(-log_positive(e[i]));
   } else {
@@ -110,7 +110,7 @@ void gumbel_from_uniform(T* e, std::size_t n) {
 
 /// Logistic noise log(u / (1 - u)) in place over uniforms u in (0, 1) (1 - u is exact for them).
 template <class T>
-void logistic_from_uniform(T* e, std::size_t n) {
+void logistic_from_uniform_real(T* e, std::size_t n) {
   if constexpr (std::is_same<T, float>::value) {
     for (std::size_t i = 0; i < n; ++i) e[i] = log_positive(e[i] / (1.0f - e[i]));
   } else {
@@ -123,19 +123,72 @@ void logistic_from_uniform(T* e, std::size_t n) {
 /// uniforms passed in by users are clamped to this range before any log.
 template <class T>
 constexpr T unit_lo() {
-  return T(0.5) / T(std::uint64_t{1} << UnitBits<T>::bits);
+  using R = real_t<T>;
+  return T(R(0.5) / R(std::uint64_t{1} << UnitBits<R>::bits));
 }
 template <class T>
 constexpr T unit_hi() {
   return T(1) - unit_lo<T>();
 }
 
+/// For dual scalars: f(buf, m) writes value-only numbers (from the value parts when `read`), which
+/// are stored as constants (tangent 0). Chunks of 2 * block keep the block boundaries of the
+/// float and double samplers, so a tape of duals draws exactly the numbers its value type draws.
+template <class T, class F>
+void via_values(T* out, std::size_t n, bool read, F&& f) {
+  using R = real_t<T>;
+  R buf[2 * block];
+  for (std::size_t i = 0; i < n; i += 2 * block) {
+    const std::size_t m = n - i < 2 * block ? n - i : 2 * block;
+    if (read)
+      for (std::size_t j = 0; j < m; ++j) buf[j] = out[i + j].v;
+    f(buf, m);
+    for (std::size_t j = 0; j < m; ++j) out[i + j] = T(buf[j]);
+  }
+}
+
+/// n uniforms in (0, 1) (see fill_uniform_real); for duals, their values with tangent 0.
+template <class T, class G>
+void fill_uniform(G& g, T* out, std::size_t n) {
+  if constexpr (is_dual_scalar<T>::value) {
+    via_values(out, n, false, [&](auto* b, std::size_t m) { fill_uniform_real(g, b, m); });
+  } else {
+    fill_uniform_real(g, out, n);
+  }
+}
+/// The in-place maps from uniforms to standard Gumbel, logistic and Laplace noise, for any scalar
+/// (duals: on their values, giving constants).
+template <class T>
+void gumbel_from_uniform(T* e, std::size_t n) {
+  if constexpr (is_dual_scalar<T>::value) {
+    via_values(e, n, true, [](auto* b, std::size_t m) { gumbel_from_uniform_real(b, m); });
+  } else {
+    gumbel_from_uniform_real(e, n);
+  }
+}
+template <class T>
+void logistic_from_uniform(T* e, std::size_t n) {
+  if constexpr (is_dual_scalar<T>::value) {
+    via_values(e, n, true, [](auto* b, std::size_t m) { logistic_from_uniform_real(b, m); });
+  } else {
+    logistic_from_uniform_real(e, n);
+  }
+}
+
 /// Laplace noise, the standard Laplace quantile of u in place: log(2u) below 1/2 and
 /// -log(2 (1 - u)) above (2u and 1 - u are exact, so the extremes are finite).
 template <class T>
-void laplace_from_uniform(T* e, std::size_t n) {
+void laplace_from_uniform_real(T* e, std::size_t n) {
   Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> a(e, static_cast<Eigen::Index>(n));
   a = where(Below<T>{T(0.5)}, a, safe_log(T(2) * a), -safe_log(T(2) * (T(1) - a)));  // vectorized, both branches
+}
+template <class T>
+void laplace_from_uniform(T* e, std::size_t n) {
+  if constexpr (is_dual_scalar<T>::value) {
+    via_values(e, n, true, [](auto* b, std::size_t m) { laplace_from_uniform_real(b, m); });
+  } else {
+    laplace_from_uniform_real(e, n);
+  }
 }
 
 }  // namespace detail

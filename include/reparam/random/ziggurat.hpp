@@ -181,7 +181,7 @@ inline void ziggurat_fast_d(const std::uint64_t* w, double* o, std::size_t n, st
 /// rectangles accept 99.3%), then the rejected positions in order, each redone by the scalar
 /// ziggurat with further words. The result depends only on the word stream.
 template <class T, class G>
-void fill_normal(G& g, T* out, std::size_t n) {
+void fill_normal_real(G& g, T* out, std::size_t n) {
   static_assert(std::is_same<T, double>::value || std::is_same<T, float>::value,
                 "reparam: sampling needs T = float or double");
   std::uint64_t w[block];
@@ -223,6 +223,16 @@ void fill_normal(G& g, T* out, std::size_t n) {
                                                           : normal_one_f(g, static_cast<std::uint32_t>(next_word(g)));
         }
     }
+  }
+}
+
+/// n standard normals (see fill_normal_real); for duals, their values with tangent 0.
+template <class T, class G>
+void fill_normal(G& g, T* out, std::size_t n) {
+  if constexpr (is_dual_scalar<T>::value) {
+    via_values(out, n, false, [&](auto* b, std::size_t m) { fill_normal_real(g, b, m); });
+  } else {
+    fill_normal_real(g, out, n);
   }
 }
 
