@@ -137,8 +137,9 @@ void run_gradient(benchmark::State& state, const M& m) {
 template <class M>
 void run_hvp(benchmark::State& state, const M& m, const char* what) {
   check_once(m, what);
+  HessianVectorProduct<double> hvp;  // its tape reused, as the gradient's is
   for (auto _ : state) {
-    auto hv = hessian_vector_product([&](auto& t, const auto& l) { return m.loss(t, l); }, m.theta, m.dir);
+    const auto& hv = hvp([&](auto& t, const auto& l) { return m.loss(t, l); }, m.theta, m.dir);
     benchmark::DoNotOptimize(hv.data());
   }
 }
@@ -150,8 +151,9 @@ void BM_EncoderHvp(benchmark::State& state) { run_hvp(state, Encoder(), "encoder
 
 void BM_RegressionFisherVectorProduct(benchmark::State& state) {
   const Regression m;
+  FisherVectorProduct<double> fvp;
   for (auto _ : state) {
-    auto fv = fisher_vector_product([&](auto& t, const auto& l) { return m.make(t, l); }, m.theta, m.dir, 1e-3);
+    const auto& fv = fvp([&](auto& t, const auto& l) { return m.make(t, l); }, m.theta, m.dir, 1e-3);
     benchmark::DoNotOptimize(fv.data());
   }
 }
@@ -163,8 +165,9 @@ void BM_RegressionNaturalGradientStep(benchmark::State& state) {
   auto loss = [&](auto& t, const auto& l) { return m.loss(t, l); };
   auto make = [&](auto& t, const auto& l) { return m.make(t, l); };
   long accepted = 0;
+  NaturalGradient<double> ng(o);
   for (auto _ : state) {
-    const NaturalGradientResult r = natural_gradient_step(m.params, loss, make, o);
+    const NaturalGradientResult r = ng.step(m.params, loss, make);
     accepted += r.accepted;
     state.counters["backtracks"] = r.backtracks;
   }

@@ -255,6 +255,7 @@ int run(const Options& o) {
   if (!(o.lr > 0) || !std::isfinite(o.lr)) throw CLI::ValidationError("--lr must be a positive number");
   if (!(o.max_kl > 0) || !std::isfinite(o.max_kl)) throw CLI::ValidationError("--max-kl must be a positive number");
   ::mkdir(o.out.c_str(), 0755);
+  if (!std::ofstream(o.out + "/curves.csv")) throw CLI::ValidationError("--out: cannot write in " + o.out);
   reparam::Rng data_rng(o.seed, 1);
   Mat x, y, xt, yt;
   make_data(data_rng, o.n, x, y);
@@ -308,10 +309,11 @@ int run(const Options& o) {
     reparam::NaturalGradientOptions opts;
     opts.max_kl = o.max_kl;
     opts.cg_iterations = 20;
+    reparam::NaturalGradient<double> ng(opts);  // keeps its tapes and vectors from step to step
     double elapsed = 0;
     for (long s = 1; s <= o.natural_steps; ++s) {
       const auto ts = std::chrono::steady_clock::now();
-      const reparam::NaturalGradientResult r = reparam::natural_gradient_step(nat_model.params, loss, make, opts);
+      const reparam::NaturalGradientResult r = ng.step(nat_model.params, loss, make);
       elapsed += seconds_since(ts);
       nat_curve.push_back(nll(nat_model, xt, yt));
       nat_time.push_back(elapsed);
@@ -388,7 +390,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp&) {
     std::printf("%s", app.help().c_str());
     return 0;
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::ParseError& e) {  // bad flags and values: exit status 2
     std::fprintf(stderr, "heteroscedastic_regression: error: %s\n", e.what());
     return 2;
   } catch (const std::exception& e) {

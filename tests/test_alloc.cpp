@@ -458,3 +458,25 @@ TEST_CASE("Hessian- and Fisher-vector products on reused objects allocate nothin
   INFO("heap allocations in 5 Hessian- and 5 Fisher-vector products: " << during);
   CHECK(during == 0);
 }
+
+TEST_CASE("natural-gradient steps on a reused NaturalGradient allocate nothing", "[alloc][second_order]") {
+  Gen gen(71);
+  SecondOrderNet net{gen.matrix(64, 8), gen.matrix(64, 1), {}, {}};
+  net.xd = net.x.cast<Dual<double>>();
+  net.yd = net.y.cast<Dual<double>>();
+  Parameter<double> w1(gen.matrix(8, 32)), b1(gen.matrix(1, 32)), w2(gen.matrix(32, 2, -0.3, 0.3));
+  const std::vector<Parameter<double>*> params = {&w1, &b1, &w2};
+  auto loss = [&](auto& t, const auto& p) { return net.loss(t, p); };
+  auto make = [&](auto& t, const auto& p) { return net.make(t, p); };
+  NaturalGradientOptions o;
+  o.cg_iterations = 5;
+  NaturalGradient<double> ng(o);
+  for (int i = 0; i < 3; ++i) ng.step(params, loss, make);
+  const long before = g_allocs.load();
+  int accepted = 0;
+  for (int i = 0; i < 5; ++i) accepted += ng.step(params, loss, make).accepted;
+  const long during = g_allocs.load() - before;
+  CHECK(accepted > 0);
+  INFO("heap allocations in 5 natural-gradient steps: " << during);
+  CHECK(during == 0);
+}

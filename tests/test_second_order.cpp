@@ -276,7 +276,7 @@ TEST_CASE("natural-gradient steps stay inside their KL radius and lower the loss
     const double u1 = gen.uniform(1e-12, 1), u2 = gen.uniform();
     y(i, 0) = std::sin(2 * x) + (0.1 + 0.3 * std::abs(x)) * std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2);
   }
-  Parameter<double> w(Mat::Zero(3, 2));
+  Parameter<double> w(Mat::Zero(3, 2)), w_reused(Mat::Zero(3, 2));
   auto make = [&](auto& t, const auto& leaves) {
     using T = typename std::decay_t<decltype(leaves[0])>::Scalar;
     const auto out = matmul(t.constant(Matrix<T>(phi.cast<T>())), leaves[0]);
@@ -290,8 +290,12 @@ TEST_CASE("natural-gradient steps stay inside their KL radius and lower the loss
   o.max_kl = 0.02;
   double first = 0, last = 0;
   int accepted = 0;
+  NaturalGradient<double> reused(o);  // its workspaces kept across steps: the same numbers
   for (int step = 0; step < 30; ++step) {
     const NaturalGradientResult r = natural_gradient_step(std::vector<Parameter<double>*>{&w}, loss, make, o);
+    const NaturalGradientResult r2 = reused.step({&w_reused}, loss, make);
+    REQUIRE(w_reused.value == w.value);
+    REQUIRE(r2.kl == r.kl);
     if (step == 0) first = r.loss_before;
     INFO("step " << step << " kl " << r.kl << " loss " << r.loss_before << " -> " << r.loss_after << " backtracks " << r.backtracks);
     if (r.accepted) {
@@ -307,4 +311,13 @@ TEST_CASE("natural-gradient steps stay inside their KL radius and lower the loss
   REQUIRE(last < first - 0.5);
   REQUIRE_THROWS_WITH(natural_gradient_step({&w}, loss, make, NaturalGradientOptions{-1.0}),
                       "reparam: natural_gradient_step: max_kl must be positive and finite (got -1)");
+  NaturalGradientOptions bad;
+  bad.damping = -0.5;
+  REQUIRE_THROWS_WITH(NaturalGradient<double>(bad), "reparam: natural_gradient_step: damping must be finite and >= 0 (got -0.5)");
+  bad = NaturalGradientOptions{};
+  bad.max_backtracks = -1;
+  REQUIRE_THROWS_WITH(NaturalGradient<double>(bad), "reparam: natural_gradient_step: max_backtracks must be >= 0 (got -1)");
+  bad = NaturalGradientOptions{};
+  bad.cg_iterations = 0;
+  REQUIRE_THROWS_WITH(natural_gradient_step({&w}, loss, make, bad), "reparam: conjugate_gradient: iterations must be at least 1 (got 0)");
 }

@@ -152,21 +152,22 @@ struct CgResult {
   bool converged = false;
 };
 
-/// Solves A x = b for a symmetric positive definite A given only as `matvec(p) -> A p`, by
-/// conjugate gradients from x = 0: at most `iterations` products, stopping when
-/// ||b - A x|| <= tolerance * ||b||. DomainError when a direction p has p^T A p <= 0 (A is not
-/// positive definite), or for bad arguments; ShapeError when matvec returns the wrong size.
+namespace detail {
+/// Conjugate gradients in caller-owned vectors (x, r, p, ap are resized to b's size: no allocation
+/// when they already have it); `matvec(p, ap)` writes A p into ap. See `conjugate_gradient`.
 template <class T, class MatVec>
-CgResult<T> conjugate_gradient(MatVec&& matvec, const Eigen::Matrix<T, Eigen::Dynamic, 1>& b, Index iterations, T tolerance) {
-  using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+CgResult<T> conjugate_gradient_into(MatVec&& matvec, const Eigen::Matrix<T, Eigen::Dynamic, 1>& b, Index iterations, T tolerance,
+                                    Eigen::Matrix<T, Eigen::Dynamic, 1>& x, Eigen::Matrix<T, Eigen::Dynamic, 1>& r,
+                                    Eigen::Matrix<T, Eigen::Dynamic, 1>& p, Eigen::Matrix<T, Eigen::Dynamic, 1>& ap) {
   const char* op = "conjugate_gradient";
-  if (iterations < 1) detail::throw_domain(op, "iterations must be at least 1 (got " + std::to_string(iterations) + ")");
+  if (iterations < 1) throw_domain(op, "iterations must be at least 1 (got " + std::to_string(iterations) + ")");
   if (!(tolerance >= T(0)) || !std::isfinite(tolerance))
-    detail::throw_domain(op, "tolerance must be finite and >= 0 (got " + detail::scalar_str(tolerance) + ")");
-  if (!b.allFinite()) detail::throw_domain(op, "b must be finite");
+    throw_domain(op, "tolerance must be finite and >= 0 (got " + scalar_str(tolerance) + ")");
+  if (!b.allFinite()) throw_domain(op, "b must be finite");
   CgResult<T> out;
-  out.x = Vec::Zero(b.size());
-  Vec r = b, p = r;
+  x.setZero(b.size());
+  r = b;
+  p = r;
   T rs = r.squaredNorm();
   const T stop = tolerance * std::sqrt(rs);
   out.residual = std::sqrt(rs);
@@ -175,15 +176,15 @@ CgResult<T> conjugate_gradient(MatVec&& matvec, const Eigen::Matrix<T, Eigen::Dy
     return out;
   }
   for (Index it = 0; it < iterations; ++it) {
-    const Vec ap = matvec(static_cast<const Vec&>(p));
+    ap.resize(b.size());
+    matvec(static_cast<const Eigen::Matrix<T, Eigen::Dynamic, 1>&>(p), ap);
     if (ap.size() != b.size())
-      detail::throw_shape(op, "matvec returned " + std::to_string(ap.size()) + " elements for " + std::to_string(b.size()));
+      throw_shape(op, "matvec returned " + std::to_string(ap.size()) + " elements for " + std::to_string(b.size()));
     const T pap = p.dot(ap);
     if (!(pap > T(0)))
-      detail::throw_domain(op, "A is not positive definite (p^T A p = " + detail::scalar_str(pap) + " at iteration " +
-                                   std::to_string(it + 1) + ")");
+      throw_domain(op, "A is not positive definite (p^T A p = " + scalar_str(pap) + " at iteration " + std::to_string(it + 1) + ")");
     const T alpha = rs / pap;
-    out.x += alpha * p;
+    x += alpha * p;
     r -= alpha * ap;
     const T rs_new = r.squaredNorm();
     out.iterations = it + 1;
@@ -195,6 +196,21 @@ CgResult<T> conjugate_gradient(MatVec&& matvec, const Eigen::Matrix<T, Eigen::Dy
     p = r + (rs_new / rs) * p;
     rs = rs_new;
   }
+  return out;
+}
+}  // namespace detail
+
+/// Solves A x = b for a symmetric positive definite A given only as `matvec(p) -> A p`, by
+/// conjugate gradients from x = 0: at most `iterations` products, stopping when
+/// ||b - A x|| <= tolerance * ||b||. DomainError when a direction p has p^T A p <= 0 (A is not
+/// positive definite), or for bad arguments; ShapeError when matvec returns the wrong size.
+template <class T, class MatVec>
+CgResult<T> conjugate_gradient(MatVec&& matvec, const Eigen::Matrix<T, Eigen::Dynamic, 1>& b, Index iterations, T tolerance) {
+  using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  Vec x, r, p, ap;
+  CgResult<T> out = detail::conjugate_gradient_into(
+      [&](const Vec& q, Vec& aq) { aq = matvec(q); }, b, iterations, tolerance, x, r, p, ap);
+  out.x = std::move(x);
   return out;
 }
 
@@ -259,98 +275,132 @@ struct NaturalGradientResult {
   Index cg_iterations = 0;
 };
 
-namespace detail {
-template <class T, class F>
-auto on_leaves(BasicTape<T>& tape, const std::vector<Parameter<T>*>& params, F&& f, std::vector<BasicVar<T>>& leaves) {
-  leaves.clear();
-  for (Parameter<T>* p : params) leaves.push_back(tape.variable(p->value));
-  return f(tape, static_cast<const std::vector<BasicVar<T>>&>(leaves));
-}
-}  // namespace detail
+/// Natural-gradient steps with a KL trust region (as in TRPO's update), reusing its tapes and
+/// vectors: after the first step, steps on the same parameters allocate nothing. Each step: the
+/// direction s = -(F + damping I)^-1 g by conjugate gradients on Fisher-vector products, the step
+/// length sqrt(2 max_kl n / s'Fs) from the quadratic model of the summed KL (n: the
+/// distribution's elements, so that the mean KL is max_kl), then a line search that halves the
+/// step until the actual mean KL(old || new) is within max_kl and the loss is lower.
+/// `loss(tape, leaves)` gives a 1x1 Var and `make(tape, leaves)` the distribution, both generic in
+/// the tape's scalar (they run on T and on Dual<T>). The Parameters' values are updated in place
+/// when the step is accepted.
+///
+///     reparam::NaturalGradient<double> ng({/*max_kl*/ 0.01});
+///     for (...) ng.step(params, loss, make);
+template <class T>
+class NaturalGradient {
+ public:
+  using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 
-/// One natural-gradient step with a KL trust region (as in TRPO's update): the direction
-/// s = -(F + damping I)^-1 g by conjugate gradients on Fisher-vector products, the step length
-/// sqrt(2 max_kl n / s'Fs) from the quadratic model of the summed KL (n: the distribution's
-/// elements, so that the mean KL is max_kl), then a line search that halves the step until the
-/// actual mean KL(old || new) is within max_kl and the loss is lower. `loss(tape, leaves)` gives
-/// a 1x1 Var and `make(tape, leaves)` the distribution, both generic in the tape's scalar (they run
-/// on T and on Dual<T>). The Parameters' values are updated in place when the step is accepted.
+  explicit NaturalGradient(const NaturalGradientOptions& o = {}) : o_(o) {
+    const char* op = "natural_gradient_step";
+    if (!(o.max_kl > 0) || !std::isfinite(o.max_kl))
+      detail::throw_domain(op, "max_kl must be positive and finite (got " + detail::scalar_str(o.max_kl) + ")");
+    if (o.max_backtracks < 0) detail::throw_domain(op, "max_backtracks must be >= 0 (got " + std::to_string(o.max_backtracks) + ")");
+    if (!(o.damping >= 0) || !std::isfinite(o.damping))
+      detail::throw_domain(op, "damping must be finite and >= 0 (got " + detail::scalar_str(o.damping) + ")");
+  }
+  const NaturalGradientOptions& options() const noexcept { return o_; }
+
+  template <class Loss, class Make>
+  NaturalGradientResult step(const std::vector<Parameter<T>*>& params, Loss&& loss, Make&& make) {
+    NaturalGradientResult out;
+    const std::size_t np = params.size();
+    theta_.resize(np);
+    dir_.resize(np);
+    Index n = 0;
+    for (std::size_t i = 0; i < np; ++i) {
+      theta_[i] = params[i]->value;
+      dir_[i].resize(theta_[i].rows(), theta_[i].cols());
+      n += theta_[i].size();
+    }
+    // gradient and loss at the current parameters
+    const BasicVar<T> l0 = on_leaves(params, loss);
+    tape_.backward(l0);
+    const T loss0 = l0.item();
+    out.loss_before = out.loss_after = double(loss0);
+    gvec_.resize(n);
+    for (std::size_t i = 0, at = 0; i < np; at += std::size_t(theta_[i].size()), ++i) {
+      const auto gi = leaves_[i].grad();
+      gvec_.segment(Index(at), gi.size()) = -Eigen::Map<const Vec>(gi.data(), gi.size());
+    }
+    Index n_elements = 0;  // the number of KL terms (elements, or rows for Categorical)
+    {
+      const auto d = on_leaves(params, make);
+      n_elements = kl_divergence(d, d).size();
+    }
+    auto fvp = [&](const Vec& v, Vec& fv) {
+      for (std::size_t i = 0, at = 0; i < np; at += std::size_t(theta_[i].size()), ++i)
+        dir_[i] = Eigen::Map<const Matrix<T>>(v.data() + at, theta_[i].rows(), theta_[i].cols());
+      const std::vector<Matrix<T>>& r = fisher_(make, theta_, dir_, T(o_.damping));
+      for (std::size_t i = 0, at = 0; i < np; at += std::size_t(theta_[i].size()), ++i)
+        fv.segment(Index(at), r[i].size()) = Eigen::Map<const Vec>(r[i].data(), r[i].size());
+    };
+    const CgResult<T> cg = detail::conjugate_gradient_into(fvp, gvec_, o_.cg_iterations, T(o_.cg_tolerance), x_, r_, p_, ap_);
+    out.cg_iterations = cg.iterations;
+    ap_.resize(n);
+    fvp(x_, ap_);
+    const T sfs = x_.dot(ap_);
+    if (!(sfs > T(0))) return out;  // a zero gradient: nothing to do
+    const T beta = std::sqrt(T(2) * T(o_.max_kl) * T(n_elements) / sfs);
+    // line search on the actual KL and loss
+    T scale = T(1);
+    for (int j = 0; j <= o_.max_backtracks; ++j, scale /= T(2)) {
+      for (std::size_t i = 0, at = 0; i < np; at += std::size_t(theta_[i].size()), ++i)
+        params[i]->value = theta_[i] + (beta * scale) * Eigen::Map<const Matrix<T>>(x_.data() + at, theta_[i].rows(), theta_[i].cols());
+      tape_.clear();
+      held_.clear();
+      for (const Matrix<T>& m : theta_) held_.push_back(tape_.constant(m));
+      const auto old_dist = make(tape_, static_cast<const std::vector<BasicVar<T>>&>(held_));
+      leaves_.clear();
+      for (Parameter<T>* p : params) leaves_.push_back(tape_.variable(p->value));
+      const auto new_dist = make(tape_, static_cast<const std::vector<BasicVar<T>>&>(leaves_));
+      const T kl = mean(kl_divergence(old_dist, new_dist)).item();
+      const T l1 = on_leaves(params, loss).item();
+      out.kl = double(kl);
+      out.loss_after = double(l1);
+      out.backtracks = j;
+      out.step_scale = double(scale);
+      if (kl <= T(o_.max_kl) && l1 < loss0) {
+        out.accepted = true;
+        return out;
+      }
+    }
+    for (std::size_t i = 0; i < np; ++i) params[i]->value = theta_[i];
+    out.loss_after = out.loss_before;
+    return out;
+  }
+  /// The same with the parameters in braces: ng.step({&w1, &w2}, loss, make).
+  template <class Loss, class Make>
+  NaturalGradientResult step(std::initializer_list<Parameter<T>*> params, Loss&& loss, Make&& make) {
+    list_.assign(params.begin(), params.end());
+    return step(list_, loss, make);
+  }
+
+ private:
+  template <class F>
+  auto on_leaves(const std::vector<Parameter<T>*>& params, F& f) {
+    tape_.clear();
+    leaves_.clear();
+    for (Parameter<T>* p : params) leaves_.push_back(tape_.variable(p->value));
+    return f(tape_, static_cast<const std::vector<BasicVar<T>>&>(leaves_));
+  }
+
+  NaturalGradientOptions o_;
+  BasicTape<T> tape_;
+  std::vector<BasicVar<T>> leaves_, held_;
+  std::vector<Matrix<T>> theta_, dir_;
+  std::vector<Parameter<T>*> list_;
+  FisherVectorProduct<T> fisher_;
+  Vec gvec_, x_, r_, p_, ap_;
+};
+
+/// One natural-gradient step (see `NaturalGradient`, which reuses its workspaces across steps).
 template <class T, class Loss, class Make>
 NaturalGradientResult natural_gradient_step(const std::vector<Parameter<T>*>& params, Loss&& loss, Make&& make,
                                             const NaturalGradientOptions& o = {}) {
-  using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
-  const char* op = "natural_gradient_step";
-  if (!(o.max_kl > 0) || !std::isfinite(o.max_kl)) detail::throw_domain(op, "max_kl must be positive and finite (got " + detail::scalar_str(o.max_kl) + ")");
-  if (o.max_backtracks < 0) detail::throw_domain(op, "max_backtracks must be >= 0 (got " + std::to_string(o.max_backtracks) + ")");
-  NaturalGradientResult out;
-  // gradient and loss at the current parameters
-  BasicTape<T> tape;
-  std::vector<BasicVar<T>> leaves;
-  const BasicVar<T> l0 = detail::on_leaves(tape, params, loss, leaves);
-  tape.backward(l0);
-  const T loss0 = l0.item();
-  out.loss_before = double(loss0);
-  std::vector<Matrix<T>> theta, g;
-  Index n_elements = 0;
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    theta.push_back(params[i]->value);
-    g.push_back(leaves[i].grad());
-  }
-  {  // the number of KL terms (elements, or rows for Categorical)
-    tape.clear();
-    const auto d = detail::on_leaves(tape, params, make, leaves);
-    n_elements = kl_divergence(d, d).size();
-  }
-  auto to_vec = [&](const std::vector<Matrix<T>>& ms) {
-    Vec v(std::accumulate(ms.begin(), ms.end(), Index(0), [](Index a, const Matrix<T>& m) { return a + m.size(); }));
-    Index at = 0;
-    for (const Matrix<T>& m : ms) {
-      v.segment(at, m.size()) = Eigen::Map<const Vec>(m.data(), m.size());
-      at += m.size();
-    }
-    return v;
-  };
-  auto to_mats = [&](const Vec& v) {
-    std::vector<Matrix<T>> ms(theta.size());
-    Index at = 0;
-    for (std::size_t i = 0; i < theta.size(); ++i) {
-      ms[i] = Eigen::Map<const Matrix<T>>(v.data() + at, theta[i].rows(), theta[i].cols());
-      at += theta[i].size();
-    }
-    return ms;
-  };
-  FisherVectorProduct<T> fisher;  // one tape of duals for every product
-  auto fvp = [&](const Vec& v) { return to_vec(fisher(make, theta, to_mats(v), T(o.damping))); };
-  const CgResult<T> cg = conjugate_gradient(fvp, Vec(-to_vec(g)), o.cg_iterations, T(o.cg_tolerance));
-  out.cg_iterations = cg.iterations;
-  const T sfs = cg.x.dot(fvp(cg.x));
-  if (!(sfs > T(0))) return out;  // a zero gradient: nothing to do
-  const T beta = std::sqrt(T(2) * T(o.max_kl) * T(n_elements) / sfs);
-  // line search on the actual KL and loss
-  T scale = T(1);
-  for (int j = 0; j <= o.max_backtracks; ++j, scale /= T(2)) {
-    const std::vector<Matrix<T>> step = to_mats(Vec(beta * scale * cg.x));
-    for (std::size_t i = 0; i < params.size(); ++i) params[i]->value = theta[i] + step[i];
-    tape.clear();
-    std::vector<BasicVar<T>> held;
-    for (const Matrix<T>& m : theta) held.push_back(tape.constant(m));
-    const auto old_dist = make(tape, static_cast<const std::vector<BasicVar<T>>&>(held));
-    const auto new_dist = detail::on_leaves(tape, params, make, leaves);
-    const T kl = mean(kl_divergence(old_dist, new_dist)).item();
-    tape.clear();
-    const T l1 = detail::on_leaves(tape, params, loss, leaves).item();
-    out.kl = double(kl);
-    out.loss_after = double(l1);
-    out.backtracks = j;
-    out.step_scale = double(scale);
-    if (kl <= T(o.max_kl) && l1 < loss0) {
-      out.accepted = true;
-      return out;
-    }
-  }
-  for (std::size_t i = 0; i < params.size(); ++i) params[i]->value = theta[i];
-  out.loss_after = out.loss_before;
-  return out;
+  NaturalGradient<T> ng(o);
+  return ng.step(params, loss, make);
 }
 /// The same with the parameters in braces: natural_gradient_step({&w1, &w2}, loss, make).
 template <class T, class Loss, class Make>
