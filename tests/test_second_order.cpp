@@ -317,6 +317,14 @@ TEST_CASE("natural-gradient steps stay inside their KL radius and lower the loss
   bad = NaturalGradientOptions{};
   bad.max_backtracks = -1;
   REQUIRE_THROWS_WITH(NaturalGradient<double>(bad), "reparam: natural_gradient_step: max_backtracks must be >= 0 (got -1)");
+  NaturalGradient<double> ng;
+  REQUIRE_THROWS_WITH(ng.step(std::vector<Parameter<double>*>{}, loss, make),
+                      "reparam: natural_gradient_step: needs at least one parameter (got 0)");
+  REQUIRE_THROWS_WITH(ng.step(std::vector<Parameter<double>*>{nullptr}, loss, make), "reparam: natural_gradient_step: parameter 0 is null");
+  Parameter<double> w_nan(Mat::Constant(3, 2, std::nan("")));
+  REQUIRE_THROWS_WITH(ng.step({&w_nan}, loss, make), Catch::Matchers::StartsWith("reparam: "));  // a NaN weight: refused
+  auto nan_loss = [&](auto& t, const auto& leaves) { return loss(t, leaves) * std::nan(""); };
+  REQUIRE_THROWS_WITH(ng.step({&w}, nan_loss, make), "reparam: natural_gradient_step: the loss and its gradient must be finite (loss nan)");
   bad = NaturalGradientOptions{};
   bad.cg_iterations = 0;
   REQUIRE_THROWS_WITH(natural_gradient_step({&w}, loss, make, bad), "reparam: conjugate_gradient: iterations must be at least 1 (got 0)");

@@ -304,8 +304,12 @@ class NaturalGradient {
 
   template <class Loss, class Make>
   NaturalGradientResult step(const std::vector<Parameter<T>*>& params, Loss&& loss, Make&& make) {
-    NaturalGradientResult out;
+    const char* op = "natural_gradient_step";
     const std::size_t np = params.size();
+    if (np == 0) detail::throw_shape(op, "needs at least one parameter (got 0)");
+    for (std::size_t i = 0; i < np; ++i)
+      if (!params[i]) detail::throw_domain(op, "parameter " + std::to_string(i) + " is null");
+    NaturalGradientResult out;
     theta_.resize(np);
     dir_.resize(np);
     Index n = 0;
@@ -324,6 +328,8 @@ class NaturalGradient {
       const auto gi = leaves_[i].grad();
       gvec_.segment(Index(at), gi.size()) = -Eigen::Map<const Vec>(gi.data(), gi.size());
     }
+    if (!std::isfinite(loss0) || !gvec_.allFinite())
+      detail::throw_domain(op, "the loss and its gradient must be finite (loss " + detail::scalar_str(loss0) + ")");
     Index n_elements = 0;  // the number of KL terms (elements, or rows for Categorical)
     {
       const auto d = on_leaves(params, make);

@@ -131,48 +131,41 @@ constexpr T unit_hi() {
   return T(1) - unit_lo<T>();
 }
 
-/// For dual scalars: f(buf, m) writes value-only numbers (from the value parts when `read`), which
-/// are stored as constants (tangent 0). Chunks of 2 * block keep the block boundaries of the
+/// Runs `f(ptr, m)` (a generic lambda over real scalars) on the n numbers at e: directly for float
+/// and double; for dual scalars on value-only chunks (read from the value parts when `read`),
+/// stored back as constants (tangent 0). Chunks of 2 * block keep the block boundaries of the
 /// float and double samplers, so a tape of duals draws exactly the numbers its value type draws.
 template <class T, class F>
-void via_values(T* out, std::size_t n, bool read, F&& f) {
-  using R = real_t<T>;
-  R buf[2 * block];
-  for (std::size_t i = 0; i < n; i += 2 * block) {
-    const std::size_t m = n - i < 2 * block ? n - i : 2 * block;
-    if (read)
-      for (std::size_t j = 0; j < m; ++j) buf[j] = out[i + j].v;
-    f(buf, m);
-    for (std::size_t j = 0; j < m; ++j) out[i + j] = T(buf[j]);
+void on_real_values(T* e, std::size_t n, bool read, F&& f) {
+  if constexpr (is_dual_scalar<T>::value) {
+    using R = real_t<T>;
+    R buf[2 * block];
+    for (std::size_t i = 0; i < n; i += 2 * block) {
+      const std::size_t m = n - i < 2 * block ? n - i : 2 * block;
+      if (read)
+        for (std::size_t j = 0; j < m; ++j) buf[j] = e[i + j].v;
+      f(buf, m);
+      for (std::size_t j = 0; j < m; ++j) e[i + j] = T(buf[j]);
+    }
+  } else {
+    f(e, n);
   }
 }
 
-/// n uniforms in (0, 1) (see fill_uniform_real); for duals, their values with tangent 0.
+/// n uniforms in (0, 1) (see fill_uniform_real), for any scalar (duals: constants).
 template <class T, class G>
 void fill_uniform(G& g, T* out, std::size_t n) {
-  if constexpr (is_dual_scalar<T>::value) {
-    via_values(out, n, false, [&](auto* b, std::size_t m) { fill_uniform_real(g, b, m); });
-  } else {
-    fill_uniform_real(g, out, n);
-  }
+  on_real_values(out, n, false, [&](auto* b, std::size_t m) { fill_uniform_real(g, b, m); });
 }
 /// The in-place maps from uniforms to standard Gumbel, logistic and Laplace noise, for any scalar
 /// (duals: on their values, giving constants).
 template <class T>
 void gumbel_from_uniform(T* e, std::size_t n) {
-  if constexpr (is_dual_scalar<T>::value) {
-    via_values(e, n, true, [](auto* b, std::size_t m) { gumbel_from_uniform_real(b, m); });
-  } else {
-    gumbel_from_uniform_real(e, n);
-  }
+  on_real_values(e, n, true, [](auto* b, std::size_t m) { gumbel_from_uniform_real(b, m); });
 }
 template <class T>
 void logistic_from_uniform(T* e, std::size_t n) {
-  if constexpr (is_dual_scalar<T>::value) {
-    via_values(e, n, true, [](auto* b, std::size_t m) { logistic_from_uniform_real(b, m); });
-  } else {
-    logistic_from_uniform_real(e, n);
-  }
+  on_real_values(e, n, true, [](auto* b, std::size_t m) { logistic_from_uniform_real(b, m); });
 }
 
 /// Laplace noise, the standard Laplace quantile of u in place: log(2u) below 1/2 and
@@ -184,11 +177,7 @@ void laplace_from_uniform_real(T* e, std::size_t n) {
 }
 template <class T>
 void laplace_from_uniform(T* e, std::size_t n) {
-  if constexpr (is_dual_scalar<T>::value) {
-    via_values(e, n, true, [](auto* b, std::size_t m) { laplace_from_uniform_real(b, m); });
-  } else {
-    laplace_from_uniform_real(e, n);
-  }
+  on_real_values(e, n, true, [](auto* b, std::size_t m) { laplace_from_uniform_real(b, m); });
 }
 
 }  // namespace detail

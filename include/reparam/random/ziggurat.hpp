@@ -226,14 +226,10 @@ void fill_normal_real(G& g, T* out, std::size_t n) {
   }
 }
 
-/// n standard normals (see fill_normal_real); for duals, their values with tangent 0.
+/// n standard normals (see fill_normal_real), for any scalar (duals: constants).
 template <class T, class G>
 void fill_normal(G& g, T* out, std::size_t n) {
-  if constexpr (is_dual_scalar<T>::value) {
-    via_values(out, n, false, [&](auto* b, std::size_t m) { fill_normal_real(g, b, m); });
-  } else {
-    fill_normal_real(g, out, n);
-  }
+  on_real_values(out, n, false, [&](auto* b, std::size_t m) { fill_normal_real(g, b, m); });
 }
 
 }  // namespace detail
