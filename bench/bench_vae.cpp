@@ -97,10 +97,9 @@ void BM_Step(benchmark::State& state) {
     model.noise(u);
     const Mat& cu = u;
     ++step;
-    dp.run(kBatch, [&](reparam::BasicTape<T>& tape, Index f, Index c, int) {
+    dp.step(kBatch, [&](reparam::BasicTape<T>& tape, Index f, Index c, int) {
       tape.backward(model.loss(tape, tape.constant(x.middleRows(f, c)), cu.middleRows(f, c), step) / T(kBatch));
-    });
-    adam.step(dp.pool());
+    }, adam);
     benchmark::DoNotOptimize(params[0].value.data());
   }
   state.counters["threads"] = double(dp.threads());
@@ -212,8 +211,35 @@ BENCHMARK(BM_FloorAdam_OpenBLAS)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(b
 #endif
 
 BENCHMARK(BM_Floor_Eigen)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Adam's update alone on a model's parameters (random gradients), with its state left in the
+// cache (evicted:0) or pushed out of it before every update by a pass over 64 MB (evicted:1,
+// as a step's products do; the pass is not timed).
+template <class Model>
+void BM_Adam(benchmark::State& state) {
+  Model model;
+  reparam::nn::ParameterList<T> params;
+  model.collect(params);
+  reparam::Rng rng(4);
+  for (std::size_t i = 0; i < params.size(); ++i) params[i].grad = reparam::uniform_matrix<T>(rng, params[i].rows(), params[i].cols());
+  reparam::optim::Adam<T> adam(params.pointers(), {T(1e-3)});
+  std::vector<T> junk(std::size_t(16) << 20, T(1));
+  for (auto _ : state) {
+    if (state.range(0)) {
+      state.PauseTiming();
+      for (std::size_t i = 0; i < junk.size(); i += 16) junk[i] += T(1);
+      benchmark::DoNotOptimize(junk.data());
+      state.ResumeTiming();
+    }
+    adam.step();
+    benchmark::DoNotOptimize(params[0].value.data());
+  }
+  state.counters["parameters"] = double(params.count());
+}
+
 BENCHMARK_TEMPLATE(BM_Step, Gaussian)->ArgName("threads")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_Step, Categorical)->ArgName("threads")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_Adam, Gaussian)->ArgName("evicted")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_Adam, Categorical)->ArgName("evicted")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
 

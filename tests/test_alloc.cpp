@@ -339,7 +339,8 @@ namespace {
 
 // A VAE training step as the programs run it, through every layer of the library: the batcher,
 // nn::Mlp (tape.parameter), Normal.reparameterize, KL, bce_with_logits, DataParallel over
-// `threads` tapes, clip_grad_norm, Adam, then an evaluation pass under NoGrad.
+// `threads` tapes, clip_grad_norm, Adam, DataParallel.step (the sum inside Adam's pass), then an
+// evaluation pass under NoGrad.
 template <class T>
 void check_vae_step(int threads) {
   Gen gen(61);
@@ -374,6 +375,8 @@ void check_vae_step(int threads) {
     });
     params.clip_grad_norm(T(100));
     adam.step();
+    // and the fused form: the threads' sum taken inside Adam's pass
+    dp.step(batch, [&](BasicTape<T>& tape, Index f, Index c, int) { tape.backward(neg_elbo(tape, f, c) / T(batch)); }, adam);
     T eval = 0;
     dp.evaluate(batch, [&](BasicTape<T>& tape, Index f, Index c, int t) {
       const BasicVar<T> l = neg_elbo(tape, f, c);

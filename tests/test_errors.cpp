@@ -120,6 +120,8 @@ TEST_CASE("optimizer settings are checked", "[errors][optim]") {
   o.eps = -1e-8;
   REQUIRE_ERROR(optim::Adam<double>({&p}, o), DomainError, "reparam: Adam: eps must be >= 0 and finite (got -1e-08)");
   REQUIRE_ERROR(optim::Adam<double>({nullptr}), GraphError, "reparam: Adam: parameter 0 is null");
+  REQUIRE_ERROR(optim::Adam<double>({&p, &p}), GraphError, "reparam: Adam: parameter 1 is parameter 0 again");
+  REQUIRE_ERROR(optim::SGD<double>({&p, &p}, {0.1}), GraphError, "reparam: SGD: parameter 1 is parameter 0 again");
   REQUIRE_ERROR(optim::SGD<double>({&p}, {-0.1}), DomainError, "reparam: SGD: lr must be >= 0 and finite (got -0.1)");
   optim::SGDOptions<double> s{0.1};
   s.nesterov = true;

@@ -525,6 +525,59 @@ TEST_CASE("Adam.step(pool): the same bits as step() at every thread count", "[nn
   }
 }
 
+TEST_CASE("DataParallel.step with Adam: the same bits as run then Adam.step(pool), the sum taken in the update", "[nn][threads]") {
+  // Parameters of 2800 elements span two of Adam's blocks; sizes 70, 40, 3 leave packet tails.
+  Rng init(9);
+  nn::Mlp<float> net0({6, 70, 40, 3}, nn::Activation::tanh, init);
+  const Eigen::MatrixXf x = Gen(4).matrix(13, 6).cast<float>(), y = Gen(5).matrix(13, 3).cast<float>();
+  for (float wd : {0.0f, 0.01f})
+    for (int n : {1, 2, 3, 4}) {
+      // a: run, then Adam.step(pool); b: DataParallel.step. Adam holds all parameters but the
+      // last bias (summed by DataParallel alone) plus one DataParallel does not hold.
+      nn::Mlp<float> na = net0, nb = net0;
+      nn::ParameterList<float> la, lb;
+      na.collect(la);
+      nb.collect(lb);
+      Parameter<float> extra_a(Eigen::MatrixXf::Constant(2, 3, 0.5f)), extra_b = extra_a;
+      auto held = [](nn::ParameterList<float>& l, Parameter<float>& extra) {
+        std::vector<Parameter<float>*> v = l.pointers();
+        v.pop_back();
+        v.push_back(&extra);
+        return v;
+      };
+      optim::Adam<float> oa(held(la, extra_a), {0.01f, 0.9f, 0.999f, 1e-8f, wd}), ob(held(lb, extra_b), {0.01f, 0.9f, 0.999f, 1e-8f, wd});
+      nn::DataParallel<float> da(la, n), db(lb, n);
+      auto loss = [&](nn::Mlp<float>& net) {
+        return [&net, &x, &y](BasicTape<float>& t, Index f, Index c, int) {
+          const BasicVar<float> out = net(t.constant(x.middleRows(f, c)));
+          t.backward(sum(square(out - t.constant(y.middleRows(f, c)))) / 13.0f);
+        };
+      };
+      for (int s = 0; s < 3; ++s) {
+        extra_a.grad = extra_b.grad = Eigen::MatrixXf::Constant(2, 3, 0.25f * float(s + 1));
+        da.run(13, loss(na));
+        oa.step(da.pool());
+        db.step(13, loss(nb), ob);
+      }
+      for (std::size_t i = 0; i < la.size(); ++i) {
+        INFO(n << " threads, weight decay " << wd << ", " << la.name(i));
+        CHECK(la[i].value == lb[i].value);
+        CHECK(la[i].grad == lb[i].grad);  // the sum over threads is left in the gradient
+      }
+      for (std::size_t i = 0; i + 1 < la.size(); ++i) CHECK(oa.exp_avg_sq(i) == ob.exp_avg_sq(i));
+      CHECK(extra_a.value == extra_b.value);
+      CHECK(extra_a.value != Eigen::MatrixXf::Constant(2, 3, 0.5f));
+    }
+  // with SGD (no fused path) it is run then step(pool)
+  Fixture f, g;
+  optim::SGD<double> sf(f.params.pointers(), {0.1}), sg(g.params.pointers(), {0.1});
+  nn::DataParallel<double> df(f.params, 2), dg(g.params, 2);
+  df.run(f.x.rows(), [&](Tape& t, Index b, Index c, int) { t.backward(f.loss(t, b, c)); });
+  sf.step();
+  dg.step(g.x.rows(), [&](Tape& t, Index b, Index c, int) { t.backward(g.loss(t, b, c)); }, sg);
+  for (std::size_t i = 0; i < f.params.size(); ++i) CHECK(f.params[i].value == g.params[i].value);
+}
+
 TEST_CASE("Mlp.apply: the same map with the parameters given as Vars, on a tape of doubles or of duals", "[nn][second_order]") {
   Rng rng(31);
   nn::Mlp<double> net({3, 5, 2}, nn::Activation::tanh, rng, nn::Activation::softplus);

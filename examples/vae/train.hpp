@@ -90,14 +90,15 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
     reparam::data::gather_rows(d.train.images, batches.next(), x);
     model.draw_noise(rng, u);
     const Mat& cu = u;
-    dp.run(o.batch, [&](Tape& tape, Index f, Index c, int t) {
+    // Every thread's rows on its own tape, then Adam on every core, with the sum of the threads'
+    // gradients taken inside Adam's pass (elementwise: the same bits at any thread count).
+    dp.step(o.batch, [&](Tape& tape, Index f, Index c, int t) {
       Var xv = tape.constant(x.middleRows(f, c));
       T value = 0;
       Var objective = model.train_loss(tape, xv, cu.middleRows(f, c), step, value);
       thread_loss[static_cast<std::size_t>(t)] = value;
       tape.backward(objective * inv_batch);
-    });
-    adam.step(dp.pool());  // elementwise: the same bits at any thread count
+    }, adam);
     T total = 0;
     for (T v : thread_loss) total += v;  // thread order: the same sum on every run
     const T mean = total * inv_batch;

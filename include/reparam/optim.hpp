@@ -9,6 +9,7 @@
 #include <cmath>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <reparam/detail/math.hpp>
@@ -27,6 +28,10 @@ void check_params(const char* op, const std::vector<Parameter<T>*>& params) {
     if (params[i]->value.size() == 0)
       reparam::detail::throw_shape(op, "parameter " + std::to_string(i) + " is empty (" +
                                            reparam::detail::shape_str(params[i]->rows(), params[i]->cols()) + ")");
+    // listed twice, it would be stepped twice per step (PyTorch warns and will refuse)
+    for (std::size_t j = 0; j < i; ++j)
+      if (params[j] == params[i])
+        reparam::detail::throw_graph(op, "parameter " + std::to_string(i) + " is parameter " + std::to_string(j) + " again");
   }
 }
 /// DomainError unless v is finite and `ok` holds (NaN fails every comparison, so it is caught too).
@@ -43,6 +48,54 @@ void check_shape(const char* op, std::size_t i, const Parameter<T>& p, const Mat
     reparam::detail::throw_shape(op, "parameter " + std::to_string(i) + " changed shape (was " +
                                          reparam::detail::shape_str(state.rows(), state.cols()) + ", now " +
                                          reparam::detail::shape_str(p.rows(), p.cols()) + ")");
+}
+
+/// One pass of Adam over n elements: each element's gradient, moments and value are read once
+/// and written once (three separate passes left the division and square root waiting on memory
+/// in the last one while the first two waited on loads: one loop lets the core overlap them).
+/// The operations and their order are those of torch.optim.Adam (its `_single_tensor_adam`):
+///   g += wd p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+///   p -= (lr/bc1) m / (sqrt(v) / sqrt(bc2) + eps),
+/// the square root correctly rounded and 1/sqrt(bc2) one multiplication, the same in the packet
+/// lanes and in the scalar tail, so any split of the elements gives the same bits.
+///
+/// With `extra` > 0 the gradient is g + src(0) + ... + src(extra - 1), added in that order (as
+/// `nn::DataParallel` adds its threads' gradients) and stored back in g before the update.
+template <class T, class O, class Src>
+void adam_update(T* p, T* g, T* m, T* v, Index n, const O& o, T step_size, T inv_bc2_sqrt, int extra, const Src& src) {
+  const T b1 = o.beta1, c1 = T(1) - o.beta1, b2 = o.beta2, c2 = T(1) - o.beta2, eps = o.eps, wd = o.weight_decay;
+  Index i = 0;
+  if constexpr (std::is_floating_point<T>::value && Eigen::internal::packet_traits<T>::Vectorizable) {
+    namespace ei = Eigen::internal;
+    using P = typename ei::packet_traits<T>::type;
+    constexpr Index L = ei::packet_traits<T>::size;
+    const P pb1 = ei::pset1<P>(b1), pc1 = ei::pset1<P>(c1), pb2 = ei::pset1<P>(b2), pc2 = ei::pset1<P>(c2);
+    const P ps = ei::pset1<P>(step_size), pib = ei::pset1<P>(inv_bc2_sqrt), pe = ei::pset1<P>(eps), pwd = ei::pset1<P>(wd);
+    for (; i + L <= n; i += L) {
+      P pg = ei::ploadu<P>(g + i);
+      for (int u = 0; u < extra; ++u) pg = ei::padd(pg, ei::ploadu<P>(src(u) + i));
+      const P pp = ei::ploadu<P>(p + i);
+      if (extra > 0 && wd == T(0)) ei::pstoreu(g + i, pg);
+      if (wd != T(0)) {
+        pg = ei::padd(pg, ei::pmul(pwd, pp));
+        ei::pstoreu(g + i, pg);
+      }
+      const P pm = ei::padd(ei::pmul(pb1, ei::ploadu<P>(m + i)), ei::pmul(pc1, pg));
+      const P pv = ei::padd(ei::pmul(pb2, ei::ploadu<P>(v + i)), ei::pmul(pc2, ei::pmul(pg, pg)));
+      ei::pstoreu(m + i, pm);
+      ei::pstoreu(v + i, pv);
+      const P den = ei::padd(ei::pmul(reparam::detail::packet_sqrt(pv), pib), pe);
+      ei::pstoreu(p + i, ei::psub(pp, ei::pdiv(ei::pmul(ps, pm), den)));
+    }
+  }
+  using std::sqrt;
+  for (; i < n; ++i) {
+    for (int u = 0; u < extra; ++u) g[i] += src(u)[i];
+    if (wd != T(0)) g[i] += wd * p[i];
+    m[i] = b1 * m[i] + c1 * g[i];
+    v[i] = b2 * v[i] + c2 * (g[i] * g[i]);
+    p[i] -= step_size * m[i] / (sqrt(v[i]) * inv_bc2_sqrt + eps);
+  }
 }
 }  // namespace detail
 
@@ -146,10 +199,21 @@ class Adam {
       : Adam(std::vector<Parameter<T>*>(params), options) {}
 
   /// One update of every parameter from its gradient.
-  void step() { update(nullptr); }
+  void step() { update(nullptr, 0, no_extra); }
   /// The same update with the elements spread over `pool`'s threads: elementwise, so the result
   /// is bit for bit that of `step()` at any thread count.
-  void step(ThreadPool& pool) { update(&pool); }
+  void step(ThreadPool& pool) { update(&pool, 0, no_extra); }
+  /// The update of `step(pool)` with each parameter's gradient first completed by a sum, in the
+  /// same pass over memory: for a parameter p with extra(p, 0) non-null its gradient is
+  /// p.grad + extra(p, 0) + ... + extra(p, count - 1), added in that order and left in p.grad
+  /// (parameters with extra(p, 0) == nullptr use p.grad alone). The result is bit for bit that of
+  /// adding the buffers into p.grad first and then calling `step(pool)`. `nn::DataParallel::step`
+  /// uses it to sum its threads' gradients where the update reads them (one pass over the
+  /// gradients and optimizer state instead of two). extra(p, u) points to p.size() values.
+  template <class Extra>
+  void step(ThreadPool& pool, int count, const Extra& extra) { update(&pool, count, extra); }
+  /// The parameters this optimizer steps, in order.
+  const std::vector<Parameter<T>*>& parameters() const noexcept { return params_; }
   void zero_grad() {
     for (Parameter<T>* p : params_) p->zero_grad();
   }
@@ -166,7 +230,8 @@ class Adam {
   void set_steps(long s) noexcept { steps_ = s; }
 
  private:
-  void update(ThreadPool* pool) {
+  template <class Extra>
+  void update(ThreadPool* pool, int extra, const Extra& extra_of) {
     using std::pow;
     using std::sqrt;
     for (std::size_t i = 0; i < params_.size(); ++i) detail::check_shape("Adam.step", i, *params_[i], m_[i]);
@@ -178,23 +243,30 @@ class Adam {
       for (std::size_t i = 0; i < params_.size(); ++i) {
         Parameter<T>& p = *params_[i];
         if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols()) continue;  // never read by a tape
-        // Blocks of 2048 elements (they stay in the L1 cache: one pass over memory instead of
-        // three), the same blocks at every thread count, so the same bits.
+        // Threads take blocks of 2048 elements, the same blocks at every thread count; each
+        // element's arithmetic does not depend on its block, so the bits are the same anyway.
         constexpr Index block = 2048;
         const Index size = p.value.size();
         const auto s = ThreadPool::shard((size + block - 1) / block, t, n);
-        for (Index b = s.first * block; b < std::min(size, (s.first + s.second) * block); b += block) {
-          const Index len = std::min<Index>(block, size - b);
-          using A = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-          A pv(p.value.data() + b, len), g(p.grad.data() + b, len), m(m_[i].data() + b, len), v(v_[i].data() + b, len);
-          if (o_.weight_decay != T(0)) g += o_.weight_decay * pv;  // as torch: g += wd p
-          // m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
-          m = o_.beta1 * m + (T(1) - o_.beta1) * g;
-          v = o_.beta2 * v + (T(1) - o_.beta2) * g.square();
-          // one division per element, not two; the sqrt correctly rounded (as torch's), where
-          // Eigen's fast-math float packets would approximate it (and differ between SSE and AVX)
-          pv -= step_size * m / (v.unaryExpr(reparam::detail::ExactSqrtFunctor<T>()) * inv_bc2_sqrt + o_.eps);
+        const Index first = s.first * block, last = std::min(size, (s.first + s.second) * block);
+        if (last <= first) continue;
+        // The buffers to add, looked up once per parameter; more than fit here are added in a
+        // pass of their own first (the same sums in the same order).
+        constexpr int max_fused = 64;
+        const T* src[max_fused];
+        int k = 0;
+        if (extra > 0 && extra_of(p, 0) != nullptr) {
+          if (extra <= max_fused) {
+            for (; k < extra; ++k) src[k] = extra_of(p, k) + first;
+          } else {
+            using A = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+            using C = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+            A g(p.grad.data() + first, last - first);
+            for (int u = 0; u < extra; ++u) g += C(extra_of(p, u) + first, last - first);
+          }
         }
+        detail::adam_update(p.value.data() + first, p.grad.data() + first, m_[i].data() + first, v_[i].data() + first,
+                            last - first, o_, step_size, inv_bc2_sqrt, k, [&src](int u) { return src[u]; });
       }
     };
     if (pool)
@@ -202,6 +274,8 @@ class Adam {
     else
       run(0, 1);
   }
+
+  static const T* no_extra(const Parameter<T>&, int) { return nullptr; }
 
   std::vector<Parameter<T>*> params_;
   AdamOptions<T> o_;

@@ -17,11 +17,14 @@
 /// threads: for a fixed thread count the result is the same bits on every run. A different
 /// thread count changes how the rows are grouped and so the last bits of the sums.
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <reparam/nn/parameters.hpp>
+#include <reparam/optim.hpp>
 #include <reparam/parallel.hpp>
 #include <reparam/tape.hpp>
 
@@ -59,6 +62,59 @@ class DataParallel {
   /// `BasicTape::overwrite_gradients`); with true they are added to. Returns after everything.
   template <class F>
   void run(Index rows, F&& f, bool accumulate = false) {
+    compute(rows, f, accumulate);
+    reduce(nullptr);
+  }
+
+  /// `run(rows, f)` followed by `opt.step(pool())`, the same bits, with the sum of the threads'
+  /// gradients taken inside Adam's pass over the gradients and its state rather than in a pass
+  /// of its own (the step's last two passes over memory become one). Parameters of this object
+  /// that `opt` does not step are summed as `run` sums them; afterwards every Parameter's
+  /// gradient holds the sum over threads, as after `run`. Other optimizers: `run`, then their
+  /// `step(pool())` where they have one, else `step()`.
+  template <class F, class Optimizer>
+  void step(Index rows, F&& f, Optimizer& opt) {
+    compute(rows, f, false);
+    if constexpr (std::is_same<Optimizer, optim::Adam<T>>::value) {
+      if (threads() > 1) {
+        reduce(&opt.parameters());
+        opt.step(pool_, threads() - 1, [this](const Parameter<T>& p, int u) -> const T* {
+          const std::size_t i = index_of(&p);
+          return i < params_.size() ? grads_[static_cast<std::size_t>(u) + 1][i].data() : nullptr;
+        });
+        return;
+      }
+    } else {
+      reduce(nullptr);
+    }
+    if constexpr (steps_on_pool<Optimizer>::value)
+      opt.step(pool_);
+    else
+      opt.step();
+  }
+
+  /// Calls f(tape, first, count, t) for the rows of each thread with gradients off (a `NoGrad`
+  /// scope on every tape): evaluation over all cores. Tapes are cleared first.
+  template <class F>
+  void evaluate(Index rows, F&& f) {
+    const int n = threads();
+    pool_.run([&](int t) {
+      BasicTape<T>& tape = *tapes_[static_cast<std::size_t>(t)];
+      tape.clear();
+      NoGrad<T> off(tape);
+      const auto s = ThreadPool::shard(rows, t, n);
+      if (s.second > 0) f(tape, s.first, s.second, t);
+    });
+  }
+
+ private:
+  template <class O, class = void>
+  struct steps_on_pool : std::false_type {};
+  template <class O>
+  struct steps_on_pool<O, std::void_t<decltype(std::declval<O&>().step(std::declval<ThreadPool&>()))>> : std::true_type {};
+
+  template <class F>
+  void compute(Index rows, F& f, bool accumulate) {
     const int n = threads();
     for (auto& p : params_)
       if (p->grad.rows() != p->rows() || p->grad.cols() != p->cols()) p->zero_grad();
@@ -78,10 +134,16 @@ class DataParallel {
           if (tape.gradient_pending(g)) g.setZero();
         }
     });
+  }
+
+  /// p.grad += g_1 + g_2 + ... in that order for every element, threads taking element ranges;
+  /// parameters in `skip` are left alone (an optimizer sums them in its own pass).
+  void reduce(const std::vector<Parameter<T>*>* skip) {
+    const int n = threads();
     if (n == 1) return;
-    // p.grad += g_1 + g_2 + ... in that order for every element; threads take element ranges.
     pool_.run([&](int t) {
       for (std::size_t i = 0; i < params_.size(); ++i) {
+        if (skip != nullptr && std::find(skip->begin(), skip->end(), params_[i]) != skip->end()) continue;
         Matrix<T>& g = params_[i]->grad;
         const auto s = ThreadPool::shard(g.size(), t, n);
         if (s.second == 0) continue;
@@ -92,21 +154,11 @@ class DataParallel {
     });
   }
 
-  /// Calls f(tape, first, count, t) for the rows of each thread with gradients off (a `NoGrad`
-  /// scope on every tape): evaluation over all cores. Tapes are cleared first.
-  template <class F>
-  void evaluate(Index rows, F&& f) {
-    const int n = threads();
-    pool_.run([&](int t) {
-      BasicTape<T>& tape = *tapes_[static_cast<std::size_t>(t)];
-      tape.clear();
-      NoGrad<T> off(tape);
-      const auto s = ThreadPool::shard(rows, t, n);
-      if (s.second > 0) f(tape, s.first, s.second, t);
-    });
+  /// Position of p in this object's list (its size when absent).
+  std::size_t index_of(const Parameter<T>* p) const {
+    return static_cast<std::size_t>(std::find(params_.begin(), params_.end(), p) - params_.begin());
   }
 
- private:
   std::vector<Parameter<T>*> params_;
   ThreadPool pool_;
   std::vector<std::unique_ptr<BasicTape<T>>> tapes_;
