@@ -107,11 +107,13 @@ void BM_Step(benchmark::State& state) {
 }
 
 // The products of one step of a network with layer sizes `s` on a batch of 100: forward
-// h_{i+1} = h_i W_i, backward dW_i = h_i^T g_{i+1}, g_i = g_{i+1} W_i^T (not for the input).
+// h_{i+1} = h_i W_i, backward dW_i = h_i^T g_{i+1}, g_i = g_{i+1} W_i^T (for the input only when
+// `input_grad`: the decoder's input is the latent sample, whose gradient the encoder needs).
 struct Products {
   std::vector<Index> s;
+  bool input_grad;
   std::vector<Mat> w, h, g, dw;
-  explicit Products(std::vector<Index> sizes) : s(std::move(sizes)) {
+  Products(std::vector<Index> sizes, bool in_grad) : s(std::move(sizes)), input_grad(in_grad) {
     reparam::Rng rng(3);
     for (std::size_t i = 0; i + 1 < s.size(); ++i) {
       w.push_back(reparam::uniform_matrix<T>(rng, s[i], s[i + 1]));
@@ -127,7 +129,7 @@ struct Products {
     for (std::size_t i = 0; i + 1 < s.size(); ++i) gemm(h[i + 1], h[i], false, w[i], false);
     for (std::size_t i = s.size() - 1; i-- > 0;) {
       gemm(dw[i], h[i], true, g[i + 1], false);
-      if (i > 0) gemm(g[i], g[i + 1], false, w[i], true);
+      if (i > 0 || input_grad) gemm(g[i], g[i + 1], false, w[i], true);
     }
   }
 };
@@ -140,7 +142,7 @@ struct Products {
 template <class Gemm>
 void floor_loop(benchmark::State& state, const std::vector<std::vector<Index>>& nets, Gemm&& gemm, bool adam = false) {
   std::vector<Products> ps;
-  for (const auto& n : nets) ps.emplace_back(n);
+  for (std::size_t k = 0; k < nets.size(); ++k) ps.emplace_back(nets[k], k > 0);  // nets[0] is the encoder
   std::vector<reparam::Parameter<T>> params;
   for (const auto& p : ps)
     for (std::size_t i = 0; i < p.w.size(); ++i) {
@@ -211,6 +213,11 @@ BENCHMARK(BM_FloorAdam_OpenBLAS)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(b
 #endif
 
 BENCHMARK(BM_Floor_Eigen)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+// The same bound with Eigen's kernel (the faster one on some CPUs: cmake/ProbeGemm.cmake).
+void BM_FloorAdam_Eigen(benchmark::State& state) {
+  floor_loop(state, state.range(0) == 0 ? kGaussianNets : kCategoricalNets, eigen_gemm, true);
+}
+BENCHMARK(BM_FloorAdam_Eigen)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // Adam's update alone on a model's parameters (random gradients), with its state left in the
 // cache (evicted:0) or pushed out of it before every update by a pass over 64 MB (evicted:1,
 // as a step's products do; the pass is not timed).
