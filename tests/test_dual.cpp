@@ -57,3 +57,32 @@ TEST_CASE("tape over dual numbers: gradient and Hessian-vector product", "[dual]
     CHECK(std::abs(v.grad().data()[i].d - hv.data()[i]) <= 1e-6 * (1 + std::abs(hv.data()[i])));
   }
 }
+
+// Dual GEMMs run as real products of the value and tangent planes, skipping a plane's product
+// when its tangent is all zeros; each case must equal the product written with Dual arithmetic.
+TEST_CASE("dual matmul: planes with and without zero tangents equal Dual arithmetic", "[dual]") {
+  using M = Matrix<DualD>;
+  Rng rng(5);
+  const Index m = 9, k = 13, n = 11;  // m + n + k >= 20: the plane route
+  for (int a_moves = 0; a_moves < 2; ++a_moves)
+    for (int b_moves = 0; b_moves < 2; ++b_moves) {
+      const Mat av = uniform_matrix<double>(rng, m, k), ad = uniform_matrix<double>(rng, m, k) * double(a_moves);
+      const Mat bv = uniform_matrix<double>(rng, k, n), bd = uniform_matrix<double>(rng, k, n) * double(b_moves);
+      M A(m, k), B(k, n);
+      for (Index i = 0; i < A.size(); ++i) A.data()[i] = DualD(av.data()[i], ad.data()[i]);
+      for (Index i = 0; i < B.size(); ++i) B.data()[i] = DualD(bv.data()[i], bd.data()[i]);
+      BasicTape<DualD> t;
+      const BasicVar<DualD> C = matmul(t.constant(A), t.constant(B));
+      double worst = 0;
+      for (Index i = 0; i < m; ++i)
+        for (Index j = 0; j < n; ++j) {
+          DualD ref(0.0);
+          for (Index p = 0; p < k; ++p) ref += A(i, p) * B(p, j);
+          worst = std::max({worst, std::abs(C.value()(i, j).v - ref.v), std::abs(C.value()(i, j).d - ref.d)});
+        }
+      CHECK(worst < 1e-13);
+      if (!a_moves && !b_moves) {
+        for (Index i = 0; i < C.value().size(); ++i) CHECK(C.value().data()[i].d == 0.0);
+      }
+    }
+}

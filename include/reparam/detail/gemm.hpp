@@ -90,19 +90,25 @@ void gemm_dual(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, b
   const Index na = A.size(), nb = B.size(), nc = C.size();
   R* buf = planes.get(static_cast<std::size_t>(2 * (na + nb + nc)));
   R *av = buf, *ad = av + na, *bv = ad + na, *bd = bv + nb, *cv = bd + nb, *cd = cv + nc;
+  // A tangent plane that is all zeros (data, a constant weight: the first layer's input) drops
+  // its product, a third of the work there; found while the planes are split (no extra pass).
+  bool a_moves = false, b_moves = false;
   for (Index i = 0; i < na; ++i) {
     av[i] = A.data()[i].v;
     ad[i] = A.data()[i].d;
+    a_moves |= ad[i] != R(0);
   }
   for (Index i = 0; i < nb; ++i) {
     bv[i] = B.data()[i].v;
     bd[i] = B.data()[i].d;
+    b_moves |= bd[i] != R(0);
   }
   const RCMap Av(av, A.rows(), A.cols()), Ad(ad, A.rows(), A.cols()), Bv(bv, B.rows(), B.cols()), Bd(bd, B.rows(), B.cols());
   RMap Cv(cv, C.rows(), C.cols()), Cd(cd, C.rows(), C.cols());
   gemm_acc<R>(Cv, Av, trans_a, Bv, trans_b, alpha, pack, true);
-  gemm_acc<R>(Cd, Av, trans_a, Bd, trans_b, alpha, pack, true);
-  gemm_acc<R>(Cd, Ad, trans_a, Bv, trans_b, alpha, pack, false);
+  if (b_moves) gemm_acc<R>(Cd, Av, trans_a, Bd, trans_b, alpha, pack, true);
+  if (a_moves) gemm_acc<R>(Cd, Ad, trans_a, Bv, trans_b, alpha, pack, !b_moves);
+  if (!a_moves && !b_moves) Cd.setZero();
   T* c = C.data();
   if (assign) {
     for (Index i = 0; i < nc; ++i) c[i] = T(cv[i], cd[i]);

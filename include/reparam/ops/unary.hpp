@@ -83,8 +83,18 @@ struct TanhOp {
   // e = e^(-2|x|), exact where y has rounded to +-1 (a 1x1 select evaluates one branch only)
   template <class G, class X, class Y, class C> static auto backward(const G& g, const X& x, const Y& y, const C&) {
     using T = typename G::Scalar;
-    const auto e = safe_exp(T(-2) * x.abs());
-    return g * where(AbsBelow<T>{T(0.625)}, y, T(1) - y.square(), T(4) * e / (T(1) + e).square());
+    if constexpr (lane_path<T> || X::SizeAtCompileTime == 1) {
+      const auto e = safe_exp(T(-2) * x.abs());
+      return g * where(AbsBelow<T>{T(0.625)}, y, T(1) - y.square(), T(4) * e / (T(1) + e).square());
+    } else {
+      // scalar types without packets (dual numbers): the same two forms, taking the exponential
+      // only where it is used (a ternary expression would take it for every element)
+      return g * x.binaryExpr(y, [](const T& xv, const T& yv) {
+        if (AbsBelow<T>{T(0.625)}(yv)) return T(1) - yv * yv;
+        const T e = SafeExpFunctor<T>()(T(-2) * (xv < T(0) ? -xv : xv));
+        return T(4) * e / ((T(1) + e) * (T(1) + e));
+      });
+    }
   }
 };
 struct SigmoidOp {
