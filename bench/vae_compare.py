@@ -130,8 +130,6 @@ ga, ca = get(pre + "BM_Step<Gaussian>/threads:0"), get(pre + "BM_Step<Categorica
 print("(reparam rows below: " + ("the OpenBLAS backend" if pre else "Eigen's GEMM") +
       ", as the programs are built here: REPARAM_GEMM_CHOICE=" + choice + ")")
 print(f"gaussian 1 thread / best floor:            {g1 / floor:.2f}x  [<= 1.1]")
-
-
 fl = best("fastest BM_Floor_OpenBLAS/categorical:0", "fastest BM_Floor_Eigen/categorical:0")
 print(f"  the same from the fastest repetitions:   {get(pre + 'fastest BM_Step<Gaussian>/threads:1') / fl:.2f}x")
 bound_g = best("BM_FloorAdam_OpenBLAS/categorical:0", "BM_FloorAdam_Eigen/categorical:0")
