@@ -70,6 +70,7 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   const long first_step = adam.steps();
   reparam::set_blas_threads(1);  // with the BLAS backend (reparam::openblas): our threads, not OpenBLAS's
   reparam::nn::DataParallel<T> dp(params, o.threads);
+  dp.set_stream_updates(true);  // one thread: Adam updates each weight as the sweep computes its gradient
   reparam::data::Batcher batches(d.train.size(), o.batch, o.seed + 1);
   Mat x(o.batch, d.train.images.cols()), u(o.batch, model.noise_cols);
   std::vector<T> thread_loss(static_cast<std::size_t>(dp.threads()));
@@ -91,7 +92,8 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
     model.draw_noise(rng, u);
     const Mat& cu = u;
     // Every thread's rows on its own tape, then Adam on every core, with the sum of the threads'
-    // gradients taken inside Adam's pass (elementwise: the same bits at any thread count).
+    // gradients taken inside Adam's pass (elementwise: the same bits at any thread count); on one
+    // thread Adam runs inside the backward sweep instead (the same bits).
     dp.step(o.batch, [&](Tape& tape, Index f, Index c, int t) {
       Var xv = tape.constant(x.middleRows(f, c));
       T value = 0;

@@ -45,6 +45,17 @@ struct Parameter {
   void zero_grad() { grad.setZero(value.rows(), value.cols()); }
 };
 
+/// Where a Parameter's gradient goes when it is streamed (`BasicTape::stream_gradient`) instead
+/// of stored: `fn(context, tag, offset, count, g)` receives elements [offset, offset + count) of
+/// the gradient (row-major), final for the sweep, in a scratch buffer the callee may overwrite.
+/// `optim::Adam::stream_from` registers one per parameter, updating each block as it arrives.
+template <class T>
+struct GradientSink {
+  void (*fn)(void* context, std::size_t tag, Index offset, Index count, T* g) = nullptr;
+  void* context = nullptr;
+  std::size_t tag = 0;
+};
+
 /// Handle to one node of a tape: cheap to copy, valid until the tape is cleared.
 template <class T>
 class BasicVar {
@@ -130,6 +141,15 @@ class Backward {
   MutMap target(std::size_t k, bool full_write, bool& assign);
   /// grad(operand k) += v for a 1x1 operand (scalar graphs: no Eigen machinery).
   void add_scalar(std::size_t k, T v);
+  /// Whether operand k's gradient may be handed out block by block (`stream`) instead of stored:
+  /// it is a Parameter's leaf with a sink (`BasicTape::stream_gradient`), nothing has flowed into
+  /// it in this graph (`overwrite_gradients`), and this operation is the only one on the graph
+  /// that reads the Parameter's value, so the sink may change that value at once.
+  bool streams(std::size_t k) const;
+  /// After `streams(k)`: elements [offset, offset + count) of operand k's gradient, final; every
+  /// element exactly once, in one rule. The buffer is the caller's scratch (the sink may
+  /// overwrite it).
+  void stream(std::size_t k, Index offset, Index count, T* g);
   /// After `target(k, true, assign)` gave assign: operand k's gradient becomes v everywhere,
   /// kept as one number.
   void assign_constant(std::size_t k, T v);
@@ -219,6 +239,28 @@ class BasicTape {
   /// Drops every binding: `parameter(p)` adds into `p.grad` again.
   void unbind_gradients() noexcept { bindings_.clear(); }
 
+  /// From now on (across `clear()`), graphs read p through a leaf whose gradient may be streamed
+  /// to `sink` block by block as a backward rule produces it (`linear` and `matmul` stream a
+  /// weight's gradient from their GEMM) instead of being stored in `p.grad`: an optimizer can
+  /// then update each block while it is in cache (`optim::Adam::stream_from`). Streaming happens
+  /// only where it gives the stored result: the leaf must be fresh (`overwrite_gradients()` was
+  /// called on this graph and nothing has flowed into it) and the operation streaming it must be
+  /// the only reader of p's value on the graph; otherwise the gradient is stored as usual. A
+  /// streamed gradient is never written to `p.grad`, and since the sink may change p's value
+  /// during the sweep, a second `backward` on the same graph is refused (GraphError). Calling it
+  /// again for p replaces the sink; the sink's context must outlive the registration.
+  void stream_gradient(const Parameter<T>& p, GradientSink<T> sink) {
+    if (sink.fn == nullptr) detail::throw_graph("stream_gradient", "the sink has no function");
+    for (Stream& st : streams_)
+      if (st.param == &p) {
+        st.sink = sink;
+        return;
+      }
+    streams_.push_back({&p, sink});
+  }
+  /// Drops every sink: gradients are stored again.
+  void unstream_gradients() noexcept { streams_.clear(); }
+
   /// Until `clear()`, the gradient buffers of the Parameters this graph reads in place
   /// (`parameter(p)`, `variable(p)`, `variable(p, buffer)`) count as holding zeros without being
   /// zeroed: the first backward sweep assigns into them instead of adding (a GEMM with beta = 0,
@@ -296,6 +338,7 @@ class BasicTape {
     nodes_.clear();
     in_place_.clear();
     overwrite_ = false;
+    streamed_ = false;
     arena_.reset();
     ++generation_;
   }
@@ -477,6 +520,9 @@ class BasicTape {
     const std::uint32_t top = y.index_;
     if (!nodes_[top].requires_grad)
       detail::throw_graph("backward", "output does not depend on any variable (nothing to differentiate)");
+    if (streamed_)
+      detail::throw_graph("backward", "this graph's last sweep streamed gradients to an optimizer, which moved the "
+                                      "parameters it reads: build the graph again after clear()");
     next_sweep();  // interior gradients belong to one sweep; leaves accumulate across sweeps
     Node& out = nodes_[top];
     MutMap g(out.grad, out.rows, out.cols);
@@ -523,11 +569,24 @@ class BasicTape {
     std::uint32_t node;
     bool done;  // the buffer holds its gradient (not pending an overwrite)
   };
+  struct Stream {
+    const Parameter<T>* param;
+    GradientSink<T> sink;
+  };
+  /// The sink of a variable leaf on a Parameter's value, or null.
+  const GradientSink<T>* sink_of(const Node& leaf) const noexcept {
+    if (leaf.kind != detail::NodeKind::variable) return nullptr;
+    for (const Stream& st : streams_)
+      if (st.param->value.data() == leaf.value && st.param->value.size() == leaf.size()) return &st.sink;
+    return nullptr;
+  }
 
   std::vector<Node> nodes_;
   std::vector<Binding> bindings_;
   std::vector<InPlace> in_place_;
+  std::vector<Stream> streams_;
   bool overwrite_ = false;
+  bool streamed_ = false;  // a sweep of this graph streamed a gradient
   bool grad_enabled_ = true;
   detail::Arena arena_;
   detail::Workspace<T> workspace_;
@@ -647,6 +706,31 @@ typename Backward<T>::MutMap Backward<T>::grad_buffer(std::size_t k) {
 template <class T>
 typename Backward<T>::MutMap Backward<T>::target(std::size_t k, bool full_write, bool& assign) {
   return t_.grad_target(n_.input(k), full_write, assign);
+}
+template <class T>
+bool Backward<T>::streams(std::size_t k) const {
+  const std::uint32_t i = n_.input(k);
+  const detail::Node<T>& leaf = t_.nodes_[i];
+  if (t_.streams_.empty() || !leaf.fresh || t_.grad_ready(leaf) || leaf.size() == 0) return false;
+  if (t_.sink_of(leaf) == nullptr) return false;
+  // Readers of the Parameter's value: operands of any node that are nodes on that memory.
+  std::size_t readers = 0;
+  for (const detail::Node<T>& n : t_.nodes_)
+    for (std::uint32_t u = 0; u < n.n_in; ++u)
+      readers += t_.nodes_[n.input(u)].value == leaf.value;
+  return readers == 1;
+}
+template <class T>
+void Backward<T>::stream(std::size_t k, Index offset, Index count, T* g) {
+  const std::uint32_t i = n_.input(k);
+  detail::Node<T>& leaf = t_.nodes_[i];
+  const GradientSink<T>* sink = t_.sink_of(leaf);
+  REPARAM_ASSERT(sink != nullptr);
+  // The leaf counts as written in this sweep (settle_fresh leaves its buffer alone).
+  leaf.sweep = t_.sweep_;
+  leaf.grad_const = false;
+  t_.streamed_ = true;
+  sink->fn(sink->context, sink->tag, offset, count, g);
 }
 template <class T>
 void Backward<T>::add_scalar(std::size_t k, T v) {

@@ -13,6 +13,7 @@
 /// picks AVX-512 kernels at run time, where a header compiled without -march=native cannot).
 /// Call `reparam::set_blas_threads(1)` when your own threads already use every core.
 
+#include <algorithm>
 #include <type_traits>
 
 #include <Eigen/Core>
@@ -186,6 +187,76 @@ void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bo
       gemm_kernel<T, Eigen::RowMajor, Eigen::ColMajor>(m, n, k, A.data(), lda, B.data(), ldb, C.data(), ldc, alpha, ws);
     else
       gemm_kernel<T, Eigen::ColMajor, Eigen::ColMajor>(m, n, k, A.data(), lda, B.data(), ldb, C.data(), ldc, alpha, ws);
+  }
+}
+
+/// Rows of C (A.cols() x G.cols(), row-major) = alpha * A^T G, computed block by block: emit(first,
+/// count, block) is called once per block of `count` whole rows starting at row `first`, in order,
+/// with the block's final values (row-major, contiguous). With `out` null the blocks are in a
+/// scratch buffer the callee may overwrite: for a weight's gradient (A the layer's input, G the
+/// gradient of its output) an optimizer can update each block while it is still in cache, so the
+/// gradient never goes to memory. With `out` (C's storage, m x n row-major) each block is
+/// computed there, zeroed just before the kernel accumulates into it unless `accumulate`: C =
+/// or += alpha A^T G without a zeroing pass over C of its own. Eigen's own packing and kernel,
+/// with the blocking `gemm_kernel` uses: the same bits as `gemm_acc(C, A, true, G, false, alpha,
+/// ws, !accumulate)`. Returns false, emitting nothing, where that path does not apply (tiny or
+/// vector shapes, non-BLAS scalars, the BLAS backend); the caller then computes C whole.
+template <class T, class Emit>
+bool gemm_tn_rows(const Eigen::Map<const Matrix<T>>& A, const Eigen::Map<const Matrix<T>>& G, T alpha, Workspace<T>& ws,
+                  Emit&& emit, T* out = nullptr, bool accumulate = false) {
+#ifdef REPARAM_CBLAS
+  constexpr bool eigen_kernel = false;  // the backend's GEMM has no blocks to hand out
+#else
+  constexpr bool eigen_kernel = std::is_same<T, float>::value || std::is_same<T, double>::value;
+#endif
+  if constexpr (!eigen_kernel) {
+    (void)A, (void)G, (void)alpha, (void)ws, (void)emit, (void)out, (void)accumulate;
+    return false;
+  } else {
+    namespace ei = Eigen::internal;
+    const Index m = A.cols(), n = G.cols(), k = A.rows();  // C is m x n
+    if (m + n + k < 20 || m == 1 || n == 1 || k == 0) return false;
+    // Eigen's column-major problem C^T (n x m) = G^T A: lhs G^T (column-major, stride n), rhs A
+    // (row-major, stride m); a column block of C^T is a block of whole rows of C.
+    using Traits = ei::gebp_traits<T, T>;
+    using LhsMapper = ei::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
+    using RhsMapper = ei::const_blas_data_mapper<T, Index, Eigen::RowMajor>;
+    using ResMapper = ei::blas_data_mapper<T, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+    ei::gemm_pack_lhs<T, Index, LhsMapper, Traits::mr, Traits::LhsProgress, typename Traits::LhsPacket4Packing, Eigen::ColMajor>
+        pack_lhs;
+    ei::gemm_pack_rhs<T, Index, RhsMapper, Traits::nr, Eigen::RowMajor> pack_rhs;
+    ei::gebp_kernel<T, T, Index, ResMapper, Traits::mr, Traits::nr, false, false> gebp;
+    // The depth blocking of gemm_kernel (same panels, so the same sums in the same order).
+    Index kc = k, mc = n, nc = m;
+    ei::computeProductBlockingSizes<T, T, 1, Index>(kc, mc, nc, Index(1));
+    // Rows per block: about 128 KB of C, which stays in L2 until the callee has read it (smaller
+    // blocks stream the packed G^T through the kernel too often: 32 KB was slower than no
+    // blocking on the VAE layers), a multiple of the kernel's column step so that only the last
+    // block has a remainder.
+    const Index step = Traits::nr;
+    const Index rows = std::min(m, std::max(step, (Index(131072 / sizeof(T)) / n) / step * step));
+    const Index pad = static_cast<Index>(arena_alignment / sizeof(T));
+    auto padded = [pad](Index x) { return (x + pad - 1) / pad * pad; };
+    const Index size_a = padded(n * k), size_b = padded(kc * rows);
+    T* const block_a = ws.get(static_cast<std::size_t>(size_a + size_b + (out ? 0 : rows * n)));
+    T* const block_b = block_a + size_a;
+    const LhsMapper lhs(G.data(), n);
+    const RhsMapper rhs(A.data(), m);
+    for (Index k2 = 0; k2 < k; k2 += kc)  // all of G^T packed once, panel after panel
+      pack_lhs(block_a + n * k2, lhs.getSubMapper(0, k2), std::min(kc, k - k2), n);
+    for (Index j = 0; j < m; j += rows) {
+      const Index count = std::min(rows, m - j);
+      T* const c = out ? out + j * n : block_b + size_b;
+      if (!out || !accumulate) std::fill(c, c + count * n, T(0));  // the kernel accumulates; the block is in cache after
+      const ResMapper res(c, n);
+      for (Index k2 = 0; k2 < k; k2 += kc) {
+        const Index depth = std::min(kc, k - k2);
+        pack_rhs(block_b, rhs.getSubMapper(k2, j), depth, count);
+        gebp(res, block_a + n * k2, block_b, n, depth, count, alpha);
+      }
+      emit(j, count, c);
+    }
+    return true;
   }
 }
 

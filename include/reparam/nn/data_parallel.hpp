@@ -51,6 +51,16 @@ class DataParallel {
   }
 
   int threads() const noexcept { return pool_.size(); }
+
+  /// For steps whose gradients nobody reads after the update: `step(rows, f, adam)` then leaves
+  /// the Parameters' gradients undefined and saves the memory traffic of keeping them. On one
+  /// thread Adam's update runs inside the backward sweep (`optim::Adam::stream_from`): each weight
+  /// is updated block by block as the GEMM produces its gradient, which never goes to memory (its
+  /// `p.grad` keeps old contents). On more threads the sum over threads is taken inside Adam's
+  /// pass as before but not written back to `p.grad`. The same parameter values, bit for bit.
+  /// Off by default; other optimizers are not affected.
+  void set_stream_updates(bool on) noexcept { stream_updates_ = on; }
+  bool stream_updates() const noexcept { return stream_updates_; }
   BasicTape<T>& tape(int t) { return *tapes_.at(static_cast<std::size_t>(t)); }
   ThreadPool& pool() noexcept { return pool_; }
 
@@ -70,10 +80,28 @@ class DataParallel {
   /// gradients taken inside Adam's pass over the gradients and its state rather than in a pass
   /// of its own (the step's last two passes over memory become one). Parameters of this object
   /// that `opt` does not step are summed as `run` sums them; afterwards every Parameter's
-  /// gradient holds the sum over threads, as after `run`. Other optimizers: `run`, then their
-  /// `step(pool())` where they have one, else `step()`.
+  /// gradient holds the sum over threads, as after `run` (unless `set_stream_updates(true)`:
+  /// then Adam's gradients are not kept). Other optimizers: `run`, then their `step(pool())`
+  /// where they have one, else `step()`.
   template <class F, class Optimizer>
   void step(Index rows, F&& f, Optimizer& opt) {
+    if constexpr (std::is_same<Optimizer, optim::Adam<T>>::value) {
+      if (threads() == 1 && stream_updates_) {
+        BasicTape<T>& tape = *tapes_[0];
+        opt.stream_from(tape);
+        opt.begin_step();
+        try {
+          compute(rows, f, false);
+        } catch (...) {
+          opt.abandon_step();
+          tape.unstream_gradients();
+          throw;
+        }
+        tape.unstream_gradients();
+        opt.finish_step();
+        return;
+      }
+    }
     compute(rows, f, false);
     if constexpr (std::is_same<Optimizer, optim::Adam<T>>::value) {
       if (threads() > 1) {
@@ -81,7 +109,7 @@ class DataParallel {
         opt.step(pool_, threads() - 1, [this](const Parameter<T>& p, int u) -> const T* {
           const std::size_t i = index_of(&p);
           return i < params_.size() ? grads_[static_cast<std::size_t>(u) + 1][i].data() : nullptr;
-        });
+        }, !stream_updates_);
         return;
       }
     } else {
@@ -163,6 +191,7 @@ class DataParallel {
   ThreadPool pool_;
   std::vector<std::unique_ptr<BasicTape<T>>> tapes_;
   std::vector<std::vector<Matrix<T>>> grads_;
+  bool stream_updates_ = false;
 };
 
 }  // namespace nn

@@ -14,6 +14,23 @@ inline void check_inner(OpName op, Index ar, Index ac, Index br, Index bc) {
     throw_shape(op, "inner dimensions differ (" + shape_str(ar, ac) + " and " + shape_str(br, bc) + ")");
 }
 
+/// grad(operand k) += x^T g, the right operand's gradient of x W: handed to the operand's sink
+/// block by block while each block is in cache when the tape streams it (`stream_gradient`: an
+/// optimizer updating the weight in the sweep), else computed into the gradient buffer block by
+/// block (each block zeroed just before the kernel adds into it, where nothing flowed yet: no
+/// zeroing pass over the buffer of its own).
+template <class T>
+void add_weight_gradient(Backward<T>& bw, std::size_t k, const CMap<T>& x, const CMap<T>& g) {
+  const Index n = g.cols();
+  if (bw.streams(k) &&
+      gemm_tn_rows(x, g, T(1), bw.workspace(), [&](Index first, Index rows, T* block) { bw.stream(k, first * n, rows * n, block); }))
+    return;
+  bool assign = false;
+  MMap<T> gw = bw.target(k, true, assign);
+  if (!gemm_tn_rows(x, g, T(1), bw.workspace(), [](Index, Index, T*) {}, gw.data(), !assign))
+    gemm_acc(gw, x, true, g, false, T(1), bw.workspace(), assign);
+}
+
 }  // namespace detail
 
 /// Matrix product (M x K)(K x N) -> M x N, through Eigen's GEMM with packing buffers from the tape.
@@ -34,10 +51,7 @@ BasicVar<T> matmul(const BasicVar<T>& a, const BasicVar<T>& b) {
           detail::MMap<T> ga = bw.target(0, true, assign);
           detail::gemm_acc(ga, g, false, bw.input(1), true, T(1), ws, assign);
         }
-        if (bw.needs(1)) {
-          detail::MMap<T> gb = bw.target(1, true, assign);
-          detail::gemm_acc(gb, bw.input(0), true, g, false, T(1), ws, assign);
-        }
+        if (bw.needs(1)) detail::add_weight_gradient(bw, 1, bw.input(0), g);  // after da: it reads b
       });
 }
 template <class T, class D>
@@ -72,10 +86,7 @@ BasicVar<T> linear(const BasicVar<T>& x, const BasicVar<T>& w, const BasicVar<T>
           detail::MMap<T> gx = bw.target(0, true, assign);
           detail::gemm_acc(gx, g, false, bw.input(1), true, T(1), ws, assign);
         }
-        if (bw.needs(1)) {
-          detail::MMap<T> gw = bw.target(1, true, assign);
-          detail::gemm_acc(gw, bw.input(0), true, g, false, T(1), ws, assign);
-        }
+        if (bw.needs(1)) detail::add_weight_gradient(bw, 1, bw.input(0), g);  // after dx: it reads W
         if (bw.needs(2)) {
           detail::MMap<T> gb = bw.target(2, true, assign);
           Index i = 0;

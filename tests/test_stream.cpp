@@ -1,0 +1,255 @@
+// Streamed gradients: a weight's gradient handed to an optimizer block by block as the GEMM
+// produces it (BasicTape::stream_gradient, Adam::stream_from, DataParallel::set_stream_updates).
+// The blocked product gives the bits of the whole one; a fused Adam step gives the bits of
+// backward then step(); a gradient is streamed only where that holds (fresh leaf, one reader),
+// and every misuse is refused with its message.
+#include <limits>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace reparam;
+using test::Gen;
+
+#define REQUIRE_ERROR(expr, Type, text) REQUIRE_THROWS_MATCHES(expr, Type, Catch::Matchers::Message(text))
+
+namespace stream_test {  // named: the file is compiled in a unity group
+
+template <class T>
+using M = Matrix<T>;
+
+// C = A^T G through gemm_tn_rows, checking that the blocks cover the rows once, in order.
+template <class T>
+bool blocked(const M<T>& a, const M<T>& g, M<T>& c, Index& blocks) {
+  detail::Workspace<T> ws;
+  c.setConstant(a.cols(), g.cols(), T(-7));
+  Index next = 0;
+  blocks = 0;
+  const bool done = detail::gemm_tn_rows<T>(detail::CMap<T>(a.data(), a.rows(), a.cols()), detail::CMap<T>(g.data(), g.rows(), g.cols()),
+                                            T(1), ws, [&](Index first, Index rows, T* block) {
+                                              CHECK(first == next);
+                                              CHECK(rows > 0);
+                                              c.middleRows(first, rows) = detail::CMap<T>(block, rows, g.cols());
+                                              block[0] = T(1e30);  // the callee may overwrite its block
+                                              next = first + rows;
+                                              ++blocks;
+                                            });
+  if (done) CHECK(next == a.cols());
+  return done;
+}
+
+template <class T>
+M<T> whole(const M<T>& a, const M<T>& g) {
+  detail::Workspace<T> ws;
+  M<T> c(a.cols(), g.cols());
+  detail::MMap<T> cm(c.data(), c.rows(), c.cols());
+  detail::gemm_acc<T>(cm, detail::CMap<T>(a.data(), a.rows(), a.cols()), true, detail::CMap<T>(g.data(), g.rows(), g.cols()), false,
+                      T(1), ws, true);
+  return c;
+}
+
+template <class T>
+void check_blocked_product() {
+  Gen gen(21);
+  // (batch, in, out): the VAE's layers, remainders of the kernel's steps, several blocks, and a
+  // depth past Eigen's depth blocking (several panels summed in order)
+  const Index shapes[][3] = {{100, 784, 400}, {100, 400, 784}, {13, 37, 9}, {50, 20, 400}, {3000, 129, 17}, {7, 3, 12}};
+  for (const auto& s : shapes) {
+    const M<T> a = gen.matrix(s[0], s[1]).template cast<T>(), g = gen.matrix(s[0], s[2]).template cast<T>();
+    M<T> c;
+    Index blocks = 0;
+    INFO(s[0] << " x " << s[1] << " x " << s[2]);
+    REQUIRE(blocked(a, g, c, blocks));
+    const M<T> ref = whole(a, g);
+    CHECK(c == ref);  // bit for bit
+    if (s[1] * s[2] * Index(sizeof(T)) > 4 * 131072) CHECK(blocks > 1);
+    // computed in place: C = A^T G over garbage, and C += A^T G
+    detail::Workspace<T> ws;
+    const detail::CMap<T> am(a.data(), a.rows(), a.cols()), gm(g.data(), g.rows(), g.cols());
+    M<T> d = M<T>::Constant(a.cols(), g.cols(), std::numeric_limits<T>::quiet_NaN());
+    REQUIRE(detail::gemm_tn_rows<T>(am, gm, T(1), ws, [](Index, Index, T*) {}, d.data()));
+    CHECK(d == ref);
+    const M<T> base = gen.matrix(a.cols(), g.cols()).template cast<T>();
+    M<T> e = base, f = base;
+    REQUIRE(detail::gemm_tn_rows<T>(am, gm, T(0.5), ws, [](Index, Index, T*) {}, e.data(), true));
+    detail::MMap<T> fm(f.data(), f.rows(), f.cols());
+    detail::gemm_acc<T>(fm, am, true, gm, false, T(0.5), ws, false);
+    CHECK(e == f);
+  }
+  // where the blocked path does not apply it says so and emits nothing
+  M<T> c;
+  Index blocks = 0;
+  CHECK_FALSE(blocked<T>(gen.matrix(3, 1, -1, 1).template cast<T>(), gen.matrix(3, 50).template cast<T>(), c, blocks));  // one row of C
+  CHECK_FALSE(blocked<T>(gen.matrix(2, 3).template cast<T>(), gen.matrix(2, 4).template cast<T>(), c, blocks));          // tiny
+  CHECK(blocks == 0);
+}
+
+// A network whose weights take the blocked path (batch 13, 30 -> 70 -> 40 -> 3).
+template <class T>
+struct Net {
+  Rng rng{5};
+  nn::Mlp<T> mlp{{30, 70, 40, 3}, nn::Activation::tanh, rng};
+  nn::ParameterList<T> params;
+  M<T> x = Gen(6).matrix(13, 30).template cast<T>(), y = Gen(7).matrix(13, 3).template cast<T>();
+  Net() { mlp.collect(params, "net"); }
+  BasicVar<T> loss(BasicTape<T>& tape) { return sum(square(mlp(tape.constant(x)) - tape.constant(y))) / T(13); }
+};
+
+template <class T>
+void check_fused_adam(T wd) {
+  Net<T> a, b;
+  optim::Adam<T> oa(a.params.pointers(), {T(0.01), T(0.9), T(0.999), T(1e-8), wd});
+  optim::Adam<T> ob(b.params.pointers(), {T(0.01), T(0.9), T(0.999), T(1e-8), wd});
+  BasicTape<T> ta, tb;
+  ob.stream_from(tb);
+  for (int step = 0; step < 4; ++step) {
+    ta.clear();
+    a.params.zero_grad();
+    ta.backward(a.loss(ta));
+    oa.step();
+
+    for (std::size_t i = 0; i < b.params.size(); ++i) b.params[i].grad.setConstant(T(42));  // sentinel
+    tb.clear();
+    tb.overwrite_gradients();
+    const BasicVar<T> l = b.loss(tb);
+    ob.begin_step();
+    tb.backward(l);
+    ob.finish_step();
+    for (std::size_t i = 0; i < a.params.size(); ++i) {
+      INFO("step " << step << ", " << a.params.name(i) << ", weight decay " << wd);
+      CHECK(a.params[i].value == b.params[i].value);
+      CHECK(oa.exp_avg(i) == ob.exp_avg(i));
+      CHECK(oa.exp_avg_sq(i) == ob.exp_avg_sq(i));
+      const bool weight = i % 2 == 0;  // weights are streamed (never written), biases stored
+      if (weight)
+        CHECK((b.params[i].grad.array() == T(42)).all());
+      else
+        CHECK(b.params[i].grad == a.params[i].grad);
+    }
+  }
+  CHECK(ob.steps() == 4);
+}
+
+}  // namespace stream_test
+
+using stream_test::Net;
+
+TEST_CASE("gemm_tn_rows: the blocks of A^T G are the bits of the whole product", "[stream]") {
+  stream_test::check_blocked_product<float>();
+  stream_test::check_blocked_product<double>();
+}
+
+TEST_CASE("Adam fused into the sweep: the bits of backward then step(), weights never stored", "[stream]") {
+  stream_test::check_fused_adam<float>(0.0f);
+  stream_test::check_fused_adam<float>(0.01f);
+  stream_test::check_fused_adam<double>(0.0);
+}
+
+TEST_CASE("streaming happens only where it gives the stored result", "[stream]") {
+  // Each case runs the fused step beside backward + step() and compares; `streamed` says whether
+  // the first weight should have been streamed (its gradient then keeps the sentinel).
+  auto run = [](auto build, bool overwrite, bool streamed) {
+    Net<double> a, b;
+    optim::Adam<double> oa(a.params.pointers(), {0.01}), ob(b.params.pointers(), {0.01});
+    Tape ta, tb;
+    ob.stream_from(tb);
+    for (int step = 0; step < 2; ++step) {
+      ta.clear();
+      a.params.zero_grad();
+      ta.backward(build(a, ta));
+      oa.step();
+      tb.clear();
+      b.params.zero_grad();
+      if (overwrite) {  // the buffer's contents are then never read: a sentinel shows whether it was written
+        b.params[0].grad.setConstant(42);
+        tb.overwrite_gradients();
+      }
+      const Var l = build(b, tb);
+      ob.begin_step();
+      tb.backward(l);
+      ob.finish_step();
+      for (std::size_t i = 0; i < a.params.size(); ++i) CHECK(a.params[i].value == b.params[i].value);
+      CHECK((b.params[0].grad.array() == 42.0).all() == streamed);
+    }
+  };
+  auto plain = [](Net<double>& n, Tape& t) { return n.loss(t); };
+  SECTION("the plain network streams") { run(plain, true, true); }
+  SECTION("without overwrite_gradients the buffer may hold a sum to add to: stored") { run(plain, false, false); }
+  SECTION("a weight read by two operations is stored") {
+    run([](Net<double>& n, Tape& t) {
+      const Var w = t.parameter(n.mlp[0].weight);
+      return n.loss(t) + sum(matmul(t.constant(n.x), w)) * 1e-3;
+    }, true, false);
+  }
+  SECTION("a weight also read as a constant is stored") {
+    run([](Net<double>& n, Tape& t) { return n.loss(t) + sum(t.constant(n.mlp[0].weight)) * 1e-3; }, true, false);
+  }
+  SECTION("matmul streams its right operand too") {
+    run([](Net<double>& n, Tape& t) {
+      const Var h = tanh(matmul(t.constant(n.x), t.parameter(n.mlp[0].weight)) + t.parameter(n.mlp[0].bias));
+      return sum(square(n.mlp[2](tanh(n.mlp[1](h))) - t.constant(n.y))) / 13.0;
+    }, true, true);
+  }
+}
+
+TEST_CASE("DataParallel.set_stream_updates: the same bits on one thread (Adam in the sweep) and on more (no sum kept)", "[stream][threads]") {
+  for (int threads : {1, 2, 3}) {
+    Net<float> a, b;
+    // weight decay: the gradient Adam uses differs from the one the sweep made (kept or not)
+    optim::Adam<float> oa(a.params.pointers(), {0.01f, 0.9f, 0.999f, 1e-8f, 0.01f}), ob(b.params.pointers(), {0.01f, 0.9f, 0.999f, 1e-8f, 0.01f});
+    nn::DataParallel<float> da(a.params, threads), db(b.params, threads);
+    db.set_stream_updates(true);
+    CHECK(db.stream_updates());
+    auto f = [](Net<float>& n) {
+      return [&n](TapeF& t, Index first, Index count, int) {
+        t.backward(sum(square(n.mlp(t.constant(n.x.middleRows(first, count))) - t.constant(n.y.middleRows(first, count)))) / 13.0f);
+      };
+    };
+    for (int s = 0; s < 3; ++s) {
+      da.step(13, f(a), oa);
+      db.step(13, f(b), ob);
+    }
+    for (std::size_t i = 0; i < a.params.size(); ++i) {
+      INFO(threads << " threads, " << a.params.name(i));
+      CHECK(a.params[i].value == b.params[i].value);
+      CHECK(oa.exp_avg_sq(i) == ob.exp_avg_sq(i));
+    }
+  }
+  // an exception in the sweep leaves the optimizer ready for the next step
+  Net<float> n;
+  optim::Adam<float> o(n.params.pointers(), {0.01f});
+  nn::DataParallel<float> dp(n.params, 1);
+  dp.set_stream_updates(true);
+  REQUIRE_THROWS_AS(dp.step(13, [](TapeF&, Index, Index, int) { throw std::runtime_error("boom"); }, o), std::runtime_error);
+  dp.step(13, [&n](TapeF& t, Index, Index, int) { t.backward(n.loss(t)); }, o);
+  CHECK(o.steps() == 2);
+}
+
+TEST_CASE("streamed gradients: misuse is refused with its message", "[stream][errors]") {
+  Net<double> n;
+  optim::Adam<double> adam(n.params.pointers(), {0.01});
+  Tape tape;
+  REQUIRE_ERROR(tape.stream_gradient(n.params[0], {}), GraphError, "reparam: stream_gradient: the sink has no function");
+  adam.stream_from(tape);
+  tape.overwrite_gradients();
+  Var l = n.loss(tape);
+  REQUIRE_ERROR(tape.backward(l), GraphError, "reparam: Adam: a gradient was streamed outside begin_step() and finish_step()");
+  REQUIRE_ERROR(adam.finish_step(), GraphError, "reparam: Adam.finish_step: no step was begun (begin_step)");
+  tape.clear();
+  tape.overwrite_gradients();
+  l = n.loss(tape);
+  adam.begin_step();
+  REQUIRE_ERROR(adam.begin_step(), GraphError, "reparam: Adam.begin_step: the previous step was not finished (finish_step)");
+  REQUIRE_ERROR(adam.step(), GraphError, "reparam: Adam.step: a fused step is under way (finish_step first)");
+  tape.backward(l);
+  adam.finish_step();
+  REQUIRE_ERROR(tape.backward(l), GraphError,
+                "reparam: backward: this graph's last sweep streamed gradients to an optimizer, which moved the parameters it "
+                "reads: build the graph again after clear()");
+  tape.clear();  // a new graph sweeps again
+  tape.unstream_gradients();
+  l = n.loss(tape);
+  tape.backward(l);
+  adam.step();
+  CHECK(adam.steps() == 2);
+}
