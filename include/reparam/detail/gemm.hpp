@@ -235,9 +235,8 @@ bool gemm_tn_rows(const Eigen::Map<const Matrix<T>>& A, const Eigen::Map<const M
     // block has a remainder.
     const Index step = Traits::nr;
     const Index rows = std::min(m, std::max(step, (Index(131072 / sizeof(T)) / n) / step * step));
-    const Index pad = static_cast<Index>(arena_alignment / sizeof(T));
-    auto padded = [pad](Index x) { return (x + pad - 1) / pad * pad; };
-    const Index size_a = padded(n * k), size_b = padded(kc * rows);
+    constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));  // each buffer on a cache line
+    const Index size_a = (n * k + pad - 1) / pad * pad, size_b = (kc * rows + pad - 1) / pad * pad;
     T* const block_a = ws.get(static_cast<std::size_t>(size_a + size_b + (out ? 0 : rows * n)));
     T* const block_b = block_a + size_a;
     const LhsMapper lhs(G.data(), n);
