@@ -3,6 +3,7 @@
 // The blocked product gives the bits of the whole one; a fused Adam step gives the bits of
 // backward then step(); a gradient is streamed only where that holds (fresh leaf, one reader),
 // and every misuse is refused with its message.
+#include <array>
 #include <limits>
 #include <vector>
 
@@ -76,9 +77,16 @@ void check_blocked_product() {
     detail::gemm_acc<T>(fm, am, true, gm, false, T(0.5), ws, false);
     CHECK(e == f);
   }
-  // where the blocked path does not apply it says so and emits nothing
+  // an empty C is computed (nothing to emit); where the blocked path does not apply it says so
+  // and emits nothing
   M<T> c;
   Index blocks = 0;
+  for (const auto& s : {std::array<Index, 3>{30, 40, 0}, {30, 0, 40}}) {
+    detail::Workspace<T> ws;
+    const M<T> a = gen.matrix(s[0], s[1]).template cast<T>(), g = gen.matrix(s[0], s[2]).template cast<T>();
+    CHECK(detail::gemm_tn_rows<T>(detail::CMap<T>(a.data(), a.rows(), a.cols()), detail::CMap<T>(g.data(), g.rows(), g.cols()), T(1),
+                                  ws, [&](Index, Index, T*) { ++blocks; }));
+  }
   CHECK_FALSE(blocked<T>(gen.matrix(3, 1, -1, 1).template cast<T>(), gen.matrix(3, 50).template cast<T>(), c, blocks));  // one row of C
   CHECK_FALSE(blocked<T>(gen.matrix(2, 3).template cast<T>(), gen.matrix(2, 4).template cast<T>(), c, blocks));          // tiny
   CHECK(blocks == 0);

@@ -215,6 +215,7 @@ bool gemm_tn_rows(const Eigen::Map<const Matrix<T>>& A, const Eigen::Map<const M
   } else {
     namespace ei = Eigen::internal;
     const Index m = A.cols(), n = G.cols(), k = A.rows();  // C is m x n
+    if (m == 0 || n == 0) return true;  // C is empty: nothing to compute or emit
     if (m + n + k < 20 || m == 1 || n == 1 || k == 0) return false;
     // Eigen's column-major problem C^T (n x m) = G^T A: lhs G^T (column-major, stride n), rhs A
     // (row-major, stride m); a column block of C^T is a block of whole rows of C.
