@@ -82,8 +82,9 @@ struct Categorical : Net {
 };
 
 // One training step as the programs take it: on one thread Adam's update is fused into the
-// backward sweep (DataParallel::set_stream_updates); `stored` keeps the gradients in memory and
-// updates after the sweep instead (the path for clipping, and for more than one thread).
+// backward sweep, on more each thread updates its share of the weights from the threads'
+// gradient factors (DataParallel::set_stream_updates); `stored` keeps the gradients in memory
+// and updates after the sweep instead (the path for clipping).
 template <class Model, bool stored = false>
 void BM_Step(benchmark::State& state) {
   Model model;
@@ -93,6 +94,7 @@ void BM_Step(benchmark::State& state) {
   reparam::set_blas_threads(1);  // with the BLAS backend: our threads, not OpenBLAS's
   reparam::nn::DataParallel<T> dp(params, int(state.range(0)));
   dp.set_stream_updates(!stored);
+  dp.set_evict_shared(true);  // as the programs run (train.hpp)
   reparam::data::Batcher batches(images().rows(), kBatch, 2);
   Mat x(kBatch, 784), u(kBatch, model.noise_cols);
   long step = 0;

@@ -339,8 +339,9 @@ namespace {
 
 // A VAE training step as the programs run it, through every layer of the library: the batcher,
 // nn::Mlp (tape.parameter), Normal.reparameterize, KL, bce_with_logits, DataParallel over
-// `threads` tapes, clip_grad_norm, Adam, DataParallel.step (the sum inside Adam's pass; on one
-// thread also Adam streamed into the sweep), then an evaluation pass under NoGrad.
+// `threads` tapes, clip_grad_norm, Adam, DataParallel.step (the sum inside Adam's pass; then with
+// stream_updates: on one thread Adam streamed into the sweep, on more the gradients' factors
+// summed by each thread over its rows), then an evaluation pass under NoGrad.
 template <class T>
 void check_vae_step(int threads) {
   Gen gen(61);
@@ -377,8 +378,10 @@ void check_vae_step(int threads) {
     adam.step();
     // and the fused form: the threads' sum taken inside Adam's pass
     dp.step(batch, [&](BasicTape<T>& tape, Index f, Index c, int) { tape.backward(neg_elbo(tape, f, c) / T(batch)); }, adam);
-    // and Adam inside the sweep (one thread: the weights' gradients streamed block by block)
+    // and Adam inside the sweep (one thread: the weights' gradients streamed block by block;
+    // more: handed over as factors, each thread updating its rows, lines evicted first)
     dp.set_stream_updates(true);
+    dp.set_evict_shared(true);
     dp.step(batch, [&](BasicTape<T>& tape, Index f, Index c, int) { tape.backward(neg_elbo(tape, f, c) / T(batch)); }, adam);
     dp.set_stream_updates(false);
     T eval = 0;

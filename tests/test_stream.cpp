@@ -92,6 +92,65 @@ void check_blocked_product() {
   CHECK(blocks == 0);
 }
 
+// Sums of products over row ranges (gemm_tn_sum_rows): the bits of the products stored whole
+// and added afterwards in the same order, dense terms added as they are.
+template <class T>
+void check_summed_products() {
+  Gen gen(23);
+  // (m, n, depths of three terms): the VAE's first layer split over two threads plus a stored
+  // third, a remainder of the kernel's step, a depth past Eigen's depth blocking
+  const Index shapes[][5] = {{784, 400, 50, 50, 50}, {37, 9, 13, 7, 5}, {129, 17, 3000, 20, 1}, {1500, 70, 9, 5, 3}};
+  for (const auto& s : shapes) {
+    const Index m = s[0], n = s[1];
+    INFO(m << " x " << n);
+    std::vector<M<T>> a, g;
+    for (int u = 0; u < 3; ++u) {
+      a.push_back(gen.matrix(s[2 + u], m).template cast<T>());
+      g.push_back(gen.matrix(s[2 + u], n).template cast<T>());
+    }
+    const M<T> stored = gen.matrix(m, n).template cast<T>();
+    // the reference: each product whole (as a thread's sweep stores it), then added in order
+    M<T> ref = whole(a[0], g[0]);
+    ref.array() += stored.array();
+    ref.array() += (T(0.5) * whole(a[2], g[2])).array();  // alpha 0.5: whole(...) then scaled is exact
+    const detail::TnTerm<T> terms[3] = {{a[0].data(), g[0].data(), s[2], T(1), nullptr},
+                                        {nullptr, nullptr, 0, T(1), stored.data()},
+                                        {a[2].data(), g[2].data(), s[4], T(0.5), nullptr}};
+    // three threads' shares of the rows, each whole blocks of the product's grid
+    M<T> c = M<T>::Constant(m, n, std::numeric_limits<T>::quiet_NaN());
+    detail::Workspace<T> ws;
+    const Index step = detail::gemm_tn_block_rows<T>(m, n);
+    const Index units = (m + step - 1) / step;
+    for (int t = 0; t < 3; ++t) {
+      const auto sh = ThreadPool::shard(units, t, 3);
+      const Index first = sh.first * step, last = std::min(m, (sh.first + sh.second) * step);
+      Index next = first;
+      REQUIRE(detail::gemm_tn_sum_rows<T>(terms, 3, m, n, first, last, ws, [&](Index row, Index count, T* block) {
+        CHECK(row == next);
+        c.middleRows(row, count) = detail::CMap<T>(block, count, n);
+        next = row + count;
+      }));
+      CHECK(next == std::max(first, last));
+    }
+    CHECK(c == ref);
+    // a dense term first: copied, not added to zero; no terms: zeros
+    M<T> d(m, n);
+    REQUIRE(detail::gemm_tn_sum_rows<T>(terms + 1, 2, m, n, 0, m, ws, [](Index, Index, T*) {}, d.data()));
+    M<T> ref2 = stored;
+    ref2.array() += (T(0.5) * whole(a[2], g[2])).array();
+    CHECK(d == ref2);
+    REQUIRE(detail::gemm_tn_sum_rows<T>(terms, 0, m, n, 0, m, ws, [](Index, Index, T*) {}, d.data()));
+    CHECK(d.isZero(0));
+  }
+  // a product the blocked kernel does not take: refused, nothing emitted
+  const M<T> a = gen.matrix(3, 1).template cast<T>(), g = gen.matrix(3, 50).template cast<T>();
+  const detail::TnTerm<T> one{a.data(), g.data(), 3, T(1), nullptr};
+  detail::Workspace<T> ws;
+  int emitted = 0;
+  CHECK_FALSE(detail::gemm_tn_sum_rows<T>(&one, 1, 1, 50, 0, 1, ws, [&](Index, Index, T*) { ++emitted; }));
+  CHECK(emitted == 0);
+}
+
 // A network whose weights take the blocked path (batch 13, 30 -> 70 -> 40 -> 3).
 template <class T>
 struct Net {
@@ -145,6 +204,11 @@ using stream_test::Net;
 TEST_CASE("gemm_tn_rows: the blocks of A^T G are the bits of the whole product", "[stream]") {
   stream_test::check_blocked_product<float>();
   stream_test::check_blocked_product<double>();
+}
+
+TEST_CASE("gemm_tn_sum_rows: products summed over row ranges are the bits of stored products added", "[stream]") {
+  stream_test::check_summed_products<float>();
+  stream_test::check_summed_products<double>();
 }
 
 TEST_CASE("Adam fused into the sweep: the bits of backward then step(), weights never stored", "[stream]") {
@@ -208,20 +272,68 @@ TEST_CASE("DataParallel.set_stream_updates: the same bits on one thread (Adam in
     nn::DataParallel<float> da(a.params, threads), db(b.params, threads);
     db.set_stream_updates(true);
     CHECK(db.stream_updates());
+    db.set_evict_shared(threads == 3);  // moves cache lines, never values
+    CHECK(db.evict_shared() == (threads == 3));
     auto f = [](Net<float>& n) {
       return [&n](TapeF& t, Index first, Index count, int) {
         t.backward(sum(square(n.mlp(t.constant(n.x.middleRows(first, count))) - t.constant(n.y.middleRows(first, count)))) / 13.0f);
       };
     };
     for (int s = 0; s < 3; ++s) {
+      for (std::size_t i = 0; i < b.params.size(); ++i) b.params[i].grad.setConstant(42.0f);  // sentinel
       da.step(13, f(a), oa);
       db.step(13, f(b), ob);
+      for (std::size_t i = 0; i < a.params.size(); ++i) {
+        INFO(threads << " threads, step " << s << ", " << a.params.name(i));
+        CHECK(a.params[i].value == b.params[i].value);
+        CHECK(oa.exp_avg(i) == ob.exp_avg(i));
+        CHECK(oa.exp_avg_sq(i) == ob.exp_avg_sq(i));
+        // weights: streamed (one thread) or handed over as factors (more), never stored
+        if (i % 2 == 0) CHECK((b.params[i].grad.array() == 42.0f).all());
+      }
     }
-    for (std::size_t i = 0; i < a.params.size(); ++i) {
-      INFO(threads << " threads, " << a.params.name(i));
-      CHECK(a.params[i].value == b.params[i].value);
-      CHECK(oa.exp_avg_sq(i) == ob.exp_avg_sq(i));
+  }
+  // more threads than rows: the threads without rows add zeros as before
+  {
+    Net<float> a, b;
+    optim::Adam<float> oa(a.params.pointers(), {0.01f}), ob(b.params.pointers(), {0.01f});
+    nn::DataParallel<float> da(a.params, 3), db(b.params, 3);
+    db.set_stream_updates(true);
+    auto f = [](Net<float>& n) {
+      return [&n](TapeF& t, Index first, Index count, int) {
+        t.backward(sum(square(n.mlp(t.constant(n.x.middleRows(first, count))) - t.constant(n.y.middleRows(first, count)))) / 2.0f);
+      };
+    };
+    for (int s = 0; s < 2; ++s) {
+      da.step(2, f(a), oa);
+      db.step(2, f(b), ob);
     }
+    for (std::size_t i = 0; i < a.params.size(); ++i) CHECK(a.params[i].value == b.params[i].value);
+  }
+  // parameters the optimizer does not step are summed into p.grad; Adam's parameters this object
+  // does not hold are stepped from their own p.grad
+  {
+    Net<float> a, b;
+    Parameter<float> extra_a(Matrix<float>::Constant(2, 2, 1.0f)), extra_b = extra_a;
+    extra_a.grad.setConstant(0.5f);
+    extra_b.grad.setConstant(0.5f);
+    std::vector<Parameter<float>*> pa = a.params.pointers(), pb = b.params.pointers();
+    pa.erase(pa.begin()), pb.erase(pb.begin());  // the first weight is not stepped
+    pa.push_back(&extra_a), pb.push_back(&extra_b);
+    optim::Adam<float> oa(pa, {0.01f}), ob(pb, {0.01f});
+    nn::DataParallel<float> da(a.params, 2), db(b.params, 2);
+    db.set_stream_updates(true);
+    auto f = [](Net<float>& n) {
+      return [&n](TapeF& t, Index first, Index count, int) {
+        t.backward(sum(square(n.mlp(t.constant(n.x.middleRows(first, count))) - t.constant(n.y.middleRows(first, count)))) / 13.0f);
+      };
+    };
+    da.step(13, f(a), oa);
+    db.step(13, f(b), ob);
+    for (std::size_t i = 0; i < a.params.size(); ++i) CHECK(a.params[i].value == b.params[i].value);
+    CHECK(a.params[0].grad == b.params[0].grad);  // the sum over threads, kept
+    CHECK(extra_a.value == extra_b.value);
+    CHECK(extra_b.value(0, 0) != 1.0f);
   }
   // an exception in the sweep leaves the optimizer ready for the next step
   Net<float> n;
@@ -231,6 +343,70 @@ TEST_CASE("DataParallel.set_stream_updates: the same bits on one thread (Adam in
   REQUIRE_THROWS_AS(dp.step(13, [](TapeF&, Index, Index, int) { throw std::runtime_error("boom"); }, o), std::runtime_error);
   dp.step(13, [&n](TapeF& t, Index, Index, int) { t.backward(n.loss(t)); }, o);
   CHECK(o.steps() == 2);
+  // on more threads too; and f may not clear its tape there (the factors live in it)
+  nn::DataParallel<float> dp2(n.params, 2);
+  dp2.set_stream_updates(true);
+  REQUIRE_THROWS_AS(dp2.step(13, [](TapeF&, Index, Index, int) { throw std::runtime_error("boom"); }, o), std::runtime_error);
+  auto twice = [&n](bool overwrite) {
+    return [&n, overwrite](TapeF& t, Index first, Index count, int) {
+      auto loss = [&] { return sum(square(n.mlp(t.constant(n.x.middleRows(first, count))))) / 13.0f; };
+      t.backward(loss());
+      t.clear();
+      if (overwrite) t.overwrite_gradients();
+      t.backward(loss());
+    };
+  };
+  REQUIRE_ERROR(dp2.step(13, twice(false), o), GraphError,
+                "reparam: DataParallel.step: f cleared its tape, which holds the gradients' factors until the update (with "
+                "stream_updates, build one graph per step)");
+  REQUIRE_ERROR(dp2.step(13, twice(true), o), GraphError,
+                "reparam: DataParallel.step: a parameter's gradient was handed over twice in one step (one backward per "
+                "thread and step, without clearing the tape)");
+  dp2.step(13, [&n](TapeF& t, Index first, Index count, int) {
+    t.backward(sum(square(n.mlp(t.constant(n.x.middleRows(first, count))))) / 13.0f);
+  }, o);
+  CHECK(o.steps() == 6);
+}
+
+namespace stream_test {
+// Weights of several blocks each (784 x 100, 100 x 784), split between the threads' updates.
+template <class T>
+void check_split_weights(int threads) {
+  const Index rows = 24;
+  const M<T> x = (Gen(8).matrix(rows, 784, 0, 1).array() > 0.5).template cast<T>().matrix();
+  struct Model {
+    Rng rng{9};
+    nn::Mlp<T> mlp{{784, 100, 784}, nn::Activation::relu, rng};
+    nn::ParameterList<T> params;
+    Model() { mlp.collect(params, "ae"); }
+  } a, b;
+  optim::Adam<T> oa(a.params.pointers(), {T(1e-3)}), ob(b.params.pointers(), {T(1e-3)});
+  nn::DataParallel<T> da(a.params, threads), db(b.params, threads);
+  db.set_stream_updates(true);
+  db.set_evict_shared(true);
+  auto f = [&x, rows](Model& m) {
+    return [&x, &m, rows](BasicTape<T>& t, Index first, Index count, int) {
+      const BasicVar<T> xv = t.constant(x.middleRows(first, count));
+      t.backward(sum(bce_with_logits(m.mlp(xv), xv)) / T(rows));
+    };
+  };
+  for (int s = 0; s < 3; ++s) {
+    da.step(rows, f(a), oa);
+    db.step(rows, f(b), ob);
+  }
+  for (std::size_t i = 0; i < a.params.size(); ++i) {
+    INFO(threads << " threads, " << a.params.name(i));
+    CHECK(a.params[i].value == b.params[i].value);
+    CHECK(oa.exp_avg_sq(i) == ob.exp_avg_sq(i));
+  }
+}
+}  // namespace stream_test
+
+TEST_CASE("DataParallel.set_stream_updates: weights of several blocks split between the threads' updates, the same bits", "[stream][threads]") {
+  for (int threads : {2, 3}) {
+    stream_test::check_split_weights<float>(threads);
+    stream_test::check_split_weights<double>(threads);
+  }
 }
 
 TEST_CASE("streamed gradients: misuse is refused with its message", "[stream][errors]") {
@@ -250,7 +426,13 @@ TEST_CASE("streamed gradients: misuse is refused with its message", "[stream][er
   REQUIRE_ERROR(adam.begin_step(), GraphError, "reparam: Adam.begin_step: the previous step was not finished (finish_step)");
   REQUIRE_ERROR(adam.step(), GraphError, "reparam: Adam.step: a fused step is under way (finish_step first)");
   tape.backward(l);
+  const double g[2] = {0.0, 0.0};
+  REQUIRE_ERROR(adam.update_block(99, 0, 1, g), ShapeError, "reparam: Adam: a streamed gradient block names parameter 99 of 6");
+  REQUIRE_ERROR(adam.update_block(1, 69, 2, g), ShapeError, "reparam: Adam: a streamed gradient block does not fit parameter 1");
+  REQUIRE_ERROR(adam.update_block(1, 0, 1, g, nullptr, 1), ShapeError,
+                "reparam: Adam: a streamed gradient block does not fit parameter 1");
   adam.finish_step();
+  REQUIRE_ERROR(adam.update_block(1, 0, 1, g), GraphError, "reparam: Adam: a gradient was streamed outside begin_step() and finish_step()");
   REQUIRE_ERROR(tape.backward(l), GraphError,
                 "reparam: backward: this graph's last sweep streamed gradients to an optimizer, which moved the parameters it "
                 "reads: build the graph again after clear()");

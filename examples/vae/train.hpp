@@ -70,7 +70,11 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   const long first_step = adam.steps();
   reparam::set_blas_threads(1);  // with the BLAS backend (reparam::openblas): our threads, not OpenBLAS's
   reparam::nn::DataParallel<T> dp(params, o.threads);
-  dp.set_stream_updates(true);  // one thread: Adam updates each weight as the sweep computes its gradient
+  // One thread: Adam updates each weight as the sweep computes its gradient; more: the threads
+  // hand their weight gradients over as factors and each updates its share of every weight's
+  // rows, evicting first the lines the other threads write (cores that do not share a cache).
+  dp.set_stream_updates(true);
+  dp.set_evict_shared(true);
   reparam::data::Batcher batches(d.train.size(), o.batch, o.seed + 1);
   Mat x(o.batch, d.train.images.cols()), u(o.batch, model.noise_cols);
   std::vector<T> thread_loss(static_cast<std::size_t>(dp.threads()));

@@ -6,6 +6,7 @@
 ///     opt.zero_grad(); /* build loss on a tape */ tape.backward(loss); opt.step();
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <initializer_list>
 #include <string>
@@ -243,7 +244,7 @@ class Adam {
   void begin_step() {
     if (in_step_) reparam::detail::throw_graph("Adam.begin_step", "the previous step was not finished (finish_step)");
     prepare();
-    std::fill(streamed_.begin(), streamed_.end(), char(0));
+    for (Flag& f : streamed_) f.on.store(false, std::memory_order_relaxed);
     in_step_ = true;
   }
   /// Ends a fused step: updates every parameter that no sweep streamed, from its gradient.
@@ -251,7 +252,29 @@ class Adam {
     if (!in_step_) reparam::detail::throw_graph("Adam.finish_step", "no step was begun (begin_step)");
     in_step_ = false;
     for (std::size_t i = 0; i < params_.size(); ++i)
-      if (!streamed_[i]) apply(i, 0, 1, 0, no_extra);
+      if (!streamed_[i].on.load(std::memory_order_relaxed)) apply(i, 0, 1, 0, no_extra);
+  }
+  /// Inside a fused step (`begin_step` ... `finish_step`): updates elements [offset, offset +
+  /// count) of parameter i from their gradient g[0, count) plus more[0][0, count) + ... +
+  /// more[n_more - 1][0, count), added in that order (g is only read). Any thread may call it for
+  /// any block, each element once per step; `finish_step` then updates only the parameters no
+  /// block reached. Same bits as `step()` on the summed gradient. How a gradient streamed from
+  /// a sweep arrives, and how `nn::DataParallel` updates each block of its threads' summed
+  /// products while the block is in cache.
+  void update_block(std::size_t i, Index offset, Index count, const T* g, const T* const* more = nullptr, int n_more = 0) {
+    if (!in_step_)
+      reparam::detail::throw_graph("Adam", "a gradient was streamed outside begin_step() and finish_step()");
+    if (i >= params_.size())
+      reparam::detail::throw_shape("Adam", "a streamed gradient block names parameter " + std::to_string(i) + " of " +
+                                               std::to_string(params_.size()));
+    const Parameter<T>& p = *params_[i];
+    if (p.value.rows() != m_[i].rows() || p.value.cols() != m_[i].cols() || offset < 0 || count < 0 ||
+        offset > p.value.size() - count || n_more < 0 || (n_more > 0 && more == nullptr))
+      reparam::detail::throw_shape("Adam", "a streamed gradient block does not fit parameter " + std::to_string(i));
+    if (!streamed_[i].on.load(std::memory_order_relaxed)) streamed_[i].on.store(true, std::memory_order_relaxed);
+    // adam_update reads g and, without keep_grad, never writes it
+    detail::adam_update(params_[i]->value.data() + offset, const_cast<T*>(g), m_[i].data() + offset, v_[i].data() + offset, count,
+                        o_, step_size_, inv_bc2_sqrt_, n_more, [more](int u) { return more[u]; }, false);
   }
   /// Leaves a fused step begun by `begin_step` without updating the rest (after an exception in
   /// the sweep); the step stays counted and parameters streamed so far stay updated.
@@ -330,16 +353,7 @@ class Adam {
 
   /// The sink of parameter i (GradientSink): elements [offset, offset + count) of its gradient.
   static void take_block(void* self, std::size_t i, Index offset, Index count, T* g) {
-    Adam& a = *static_cast<Adam*>(self);
-    if (!a.in_step_)
-      reparam::detail::throw_graph("Adam", "a gradient was streamed outside begin_step() and finish_step()");
-    const Parameter<T>& p = *a.params_[i];
-    if (p.value.rows() != a.m_[i].rows() || p.value.cols() != a.m_[i].cols() || offset < 0 || count < 0 ||
-        offset + count > p.value.size())
-      reparam::detail::throw_shape("Adam", "a streamed gradient block does not fit parameter " + std::to_string(i));
-    a.streamed_[i] = 1;
-    detail::adam_update(a.params_[i]->value.data() + offset, g, a.m_[i].data() + offset, a.v_[i].data() + offset, count, a.o_,
-                        a.step_size_, a.inv_bc2_sqrt_, 0, [](int) -> const T* { return nullptr; }, false);
+    static_cast<Adam*>(self)->update_block(i, offset, count, g);
   }
 
   static const T* no_extra(const Parameter<T>&, int) { return nullptr; }
@@ -347,7 +361,16 @@ class Adam {
   std::vector<Parameter<T>*> params_;
   AdamOptions<T> o_;
   std::vector<Matrix<T>> m_, v_;
-  std::vector<char> streamed_ = std::vector<char>(params_.size(), char(0));  // by a fused step's sweep
+  struct Flag {  // an atomic that copies (Adam stays copyable)
+    std::atomic<bool> on{false};
+    Flag() = default;
+    Flag(const Flag& f) noexcept : on(f.on.load()) {}
+    Flag& operator=(const Flag& f) noexcept {
+      on.store(f.on.load());
+      return *this;
+    }
+  };
+  std::vector<Flag> streamed_ = std::vector<Flag>(params_.size());  // reached by update_block in this fused step
   long steps_ = 0;
   T step_size_ = T(0), inv_bc2_sqrt_ = T(1);
   bool in_step_ = false;

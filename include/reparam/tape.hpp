@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <reparam/detail/arena.hpp>
+#include <reparam/detail/gemm.hpp>
 #include <reparam/detail/node.hpp>
 #include <reparam/errors.hpp>
 #include <reparam/matrix.hpp>
@@ -45,15 +46,32 @@ struct Parameter {
   void zero_grad() { grad.setZero(value.rows(), value.cols()); }
 };
 
+/// A gradient handed over as the factors of its product instead of its values: the gradient
+/// (rows x cols, row-major) is alpha * a^T g, a being depth x rows and g depth x cols, both
+/// row-major (a weight's gradient: a the layer's input, g the gradient of its output). Both
+/// point into the tape's memory and stay valid and unchanged until the tape is cleared.
+template <class T>
+struct GradientFactors {
+  const T* a = nullptr;
+  const T* g = nullptr;
+  Index depth = 0, rows = 0, cols = 0;
+  T alpha = T(1);
+};
+
 /// Where a Parameter's gradient goes when it is streamed (`BasicTape::stream_gradient`) instead
 /// of stored: `fn(context, tag, offset, count, g)` receives elements [offset, offset + count) of
 /// the gradient (row-major), final for the sweep, in a scratch buffer the callee may overwrite.
 /// `optim::Adam::stream_from` registers one per parameter, updating each block as it arrives.
+/// With `factors` set, a rule that can (`linear`, `matmul`) hands the gradient over as its
+/// factors instead, computing nothing (`nn::DataParallel` sums its threads' products block by
+/// block after their sweeps); `fn` may then be null, and gradients that cannot be handed over
+/// as factors are stored as usual.
 template <class T>
 struct GradientSink {
   void (*fn)(void* context, std::size_t tag, Index offset, Index count, T* g) = nullptr;
   void* context = nullptr;
   std::size_t tag = 0;
+  void (*factors)(void* context, std::size_t tag, const GradientFactors<T>& f) = nullptr;
 };
 
 /// Handle to one node of a tape: cheap to copy, valid until the tape is cleared.
@@ -150,6 +168,13 @@ class Backward {
   /// element exactly once, in one rule. The buffer is the caller's scratch (the sink may
   /// overwrite it).
   void stream(std::size_t k, Index offset, Index count, T* g);
+  /// Hands operand k's gradient, alpha a^T g (a: depth x rows, g: depth x cols, row-major), to
+  /// its sink as factors (`GradientSink::factors`) and returns true, where that gives the stored
+  /// result: the conditions of `streams(k)`, a sink that takes factors, factors in memory that
+  /// stays unchanged until the tape is cleared (a value or gradient recorded on this tape, not a
+  /// Parameter another sink updates) and a product the blocked kernel computes
+  /// (`detail::gemm_tn_rows_applies`). Otherwise returns false and the rule computes the gradient.
+  bool defer(std::size_t k, const ConstMap& a, const ConstMap& g, T alpha);
   /// After `target(k, true, assign)` gave assign: operand k's gradient becomes v everywhere,
   /// kept as one number.
   void assign_constant(std::size_t k, T v);
@@ -168,6 +193,10 @@ class Backward {
   friend class BasicTape<T>;
   Backward(BasicTape<T>& t, const detail::Node<T>& n) : t_(t), n_(n) {}
   [[noreturn]] void wrong_shape(std::size_t k, Index r, Index c) const;
+  /// Operand k's sink where its gradient may bypass storage (see `streams`), else null.
+  const GradientSink<T>* sink_for(std::size_t k) const;
+  /// Operand k's gradient went to its sink: the leaf counts as written in this sweep.
+  void taken(std::size_t k);
 
   BasicTape<T>& t_;
   const detail::Node<T>& n_;
@@ -250,7 +279,7 @@ class BasicTape {
   /// during the sweep, a second `backward` on the same graph is refused (GraphError). Calling it
   /// again for p replaces the sink; the sink's context must outlive the registration.
   void stream_gradient(const Parameter<T>& p, GradientSink<T> sink) {
-    if (sink.fn == nullptr) detail::throw_graph("stream_gradient", "the sink has no function");
+    if (sink.fn == nullptr && sink.factors == nullptr) detail::throw_graph("stream_gradient", "the sink has no function");
     for (Stream& st : streams_)
       if (st.param == &p) {
         st.sink = sink;
@@ -343,6 +372,8 @@ class BasicTape {
     ++generation_;
   }
 
+  /// A number that changes at every `clear()` (Vars and factors handed out before are stale).
+  std::uint64_t generation() const noexcept { return generation_; }
   /// Number of nodes recorded since the last `clear()`.
   std::size_t size() const noexcept { return nodes_.size(); }
   /// Bytes of node storage the tape owns (kept across `clear()`).
@@ -708,29 +739,60 @@ typename Backward<T>::MutMap Backward<T>::target(std::size_t k, bool full_write,
   return t_.grad_target(n_.input(k), full_write, assign);
 }
 template <class T>
-bool Backward<T>::streams(std::size_t k) const {
+const GradientSink<T>* Backward<T>::sink_for(std::size_t k) const {
   const std::uint32_t i = n_.input(k);
   const detail::Node<T>& leaf = t_.nodes_[i];
-  if (t_.streams_.empty() || !leaf.fresh || t_.grad_ready(leaf) || leaf.size() == 0) return false;
-  if (t_.sink_of(leaf) == nullptr) return false;
+  if (t_.streams_.empty() || !leaf.fresh || t_.grad_ready(leaf) || leaf.size() == 0) return nullptr;
+  const GradientSink<T>* sink = t_.sink_of(leaf);
+  if (sink == nullptr) return nullptr;
   // Readers of the Parameter's value: operands of any node that are nodes on that memory.
   std::size_t readers = 0;
   for (const detail::Node<T>& n : t_.nodes_)
     for (std::uint32_t u = 0; u < n.n_in; ++u)
       readers += t_.nodes_[n.input(u)].value == leaf.value;
-  return readers == 1;
+  return readers == 1 ? sink : nullptr;
 }
 template <class T>
-void Backward<T>::stream(std::size_t k, Index offset, Index count, T* g) {
-  const std::uint32_t i = n_.input(k);
-  detail::Node<T>& leaf = t_.nodes_[i];
-  const GradientSink<T>* sink = t_.sink_of(leaf);
-  REPARAM_ASSERT(sink != nullptr);
+bool Backward<T>::streams(std::size_t k) const {
+  const GradientSink<T>* sink = sink_for(k);
+  return sink != nullptr && sink->fn != nullptr;
+}
+template <class T>
+void Backward<T>::taken(std::size_t k) {
   // The leaf counts as written in this sweep (settle_fresh leaves its buffer alone).
+  detail::Node<T>& leaf = t_.nodes_[n_.input(k)];
   leaf.sweep = t_.sweep_;
   leaf.grad_const = false;
   t_.streamed_ = true;
+}
+template <class T>
+void Backward<T>::stream(std::size_t k, Index offset, Index count, T* g) {
+  const GradientSink<T>* sink = t_.sink_of(t_.nodes_[n_.input(k)]);
+  REPARAM_ASSERT(sink != nullptr && sink->fn != nullptr);
+  taken(k);
   sink->fn(sink->context, sink->tag, offset, count, g);
+}
+template <class T>
+bool Backward<T>::defer(std::size_t k, const ConstMap& a, const ConstMap& g, T alpha) {
+  if (t_.streams_.empty()) return false;
+  const GradientSink<T>* sink = sink_for(k);
+  if (sink == nullptr || sink->factors == nullptr) return false;
+  const detail::Node<T>& leaf = t_.nodes_[n_.input(k)];
+  if (a.rows() != g.rows() || a.cols() != leaf.rows || g.cols() != leaf.cols) wrong_shape(k, a.cols(), g.cols());
+  if (!detail::gemm_tn_rows_applies<T>(a.cols(), g.cols(), a.rows())) return false;
+  // Memory a sink may change after the sweep (the Parameters it updates) cannot hold a factor.
+  const auto overlaps = [](const T* p, Index n, const T* q, Index m) {
+    const auto lo = reinterpret_cast<std::uintptr_t>(p), hi = reinterpret_cast<std::uintptr_t>(p + n);
+    const auto lo2 = reinterpret_cast<std::uintptr_t>(q), hi2 = reinterpret_cast<std::uintptr_t>(q + m);
+    return lo < hi2 && lo2 < hi;
+  };
+  for (const auto& st : t_.streams_) {
+    const Matrix<T>& v = st.param->value;
+    if (overlaps(a.data(), a.size(), v.data(), v.size()) || overlaps(g.data(), g.size(), v.data(), v.size())) return false;
+  }
+  taken(k);
+  sink->factors(sink->context, sink->tag, GradientFactors<T>{a.data(), g.data(), a.rows(), a.cols(), g.cols(), alpha});
+  return true;
 }
 template <class T>
 void Backward<T>::add_scalar(std::size_t k, T v) {

@@ -190,6 +190,147 @@ void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bo
   }
 }
 
+/// Whether the blocked A^T G below runs here: Eigen's kernel on float or double (not the BLAS
+/// backend, whose GEMM has no blocks to hand out).
+template <class T>
+constexpr bool tn_rows_kernel() noexcept {
+#ifdef REPARAM_CBLAS
+  return false;
+#else
+  return std::is_same<T, float>::value || std::is_same<T, double>::value;
+#endif
+}
+
+/// Whether C (m x n) = A^T G of depth k goes through the blocked kernel (`gemm_tn_rows`,
+/// `gemm_tn_sum_rows`): not for tiny or vector shapes, which Eigen evaluates otherwise.
+template <class T>
+bool gemm_tn_rows_applies(Index m, Index n, Index k) noexcept {
+  return tn_rows_kernel<T>() && m > 1 && n > 1 && k > 0 && m + n + k >= 20;
+}
+
+/// Rows of C (m x n) per block of `gemm_tn_rows` and `gemm_tn_sum_rows`: about 128 KB of C, which
+/// stays in L2 until the callee has read it (smaller blocks stream the packed G^T through the
+/// kernel too often: 32 KB was slower than no blocking on the VAE layers), a multiple of the
+/// kernel's column step. Eigen's kernel groups columns of its problem (rows of C) from the start
+/// of each call in ways that can change the last bits, so row ranges computed apart give the
+/// bits of the whole product when they start at multiples of this.
+template <class T>
+Index gemm_tn_block_rows(Index m, Index n) noexcept {
+  if constexpr (tn_rows_kernel<T>()) {
+    const Index step = Eigen::internal::gebp_traits<T, T>::nr;
+    return std::max(Index(1), std::min(m, std::max(step, (Index(131072 / sizeof(T)) / std::max(n, Index(1))) / step * step)));
+  } else {
+    return std::max(Index(1), m);
+  }
+}
+
+/// One term of a sum of products for `gemm_tn_sum_rows`: alpha a^T g, a (depth x m) and g
+/// (depth x n) row-major; or, with `dense` set, an m x n row-major matrix added as it is.
+template <class T>
+struct TnTerm {
+  const T* a = nullptr;
+  const T* g = nullptr;
+  Index depth = 0;
+  T alpha = T(1);
+  const T* dense = nullptr;
+};
+
+/// Rows [first, last) of C (m x n, row-major) = the sum of the terms in their order, computed
+/// block by block: emit(row, count, block) is called once per block of `count` whole rows from
+/// `row`, in order, with the block's final values (row-major, contiguous). Each element is summed
+/// term after term (a product term accumulated by the kernel into the sum so far), so a sum of
+/// products kept in buffers and added afterwards gives the same bits (sign of zero aside: a first
+/// term is added to nothing rather than to +0). With `out` null the blocks are in a scratch
+/// buffer the callee may overwrite; with `out` (C's storage) each block is computed there, added
+/// to its contents when `accumulate`. `first` must be a multiple of `gemm_tn_block_rows<T>(m, n)`
+/// for the bits of the whole product; every product term must pass `gemm_tn_rows_applies` (else
+/// this returns false and emits nothing).
+template <class T, class Emit>
+bool gemm_tn_sum_rows(const TnTerm<T>* terms, int count, Index m, Index n, Index first, Index last, Workspace<T>& ws,
+                      Emit&& emit, T* out = nullptr, bool accumulate = false) {
+  if constexpr (!tn_rows_kernel<T>()) {
+    (void)terms, (void)count, (void)m, (void)n, (void)first, (void)last, (void)ws, (void)emit, (void)out, (void)accumulate;
+    return false;
+  } else {
+    namespace ei = Eigen::internal;
+    if (first >= last || n == 0) return true;
+    for (int u = 0; u < count; ++u)
+      if (terms[u].dense == nullptr && !gemm_tn_rows_applies<T>(m, n, terms[u].depth)) return false;
+    // Eigen's column-major problem C^T (n x m) = G^T A: lhs G^T (column-major, stride n), rhs A
+    // (row-major, stride m); a column block of C^T is a block of whole rows of C.
+    using Traits = ei::gebp_traits<T, T>;
+    using LhsMapper = ei::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
+    using RhsMapper = ei::const_blas_data_mapper<T, Index, Eigen::RowMajor>;
+    using ResMapper = ei::blas_data_mapper<T, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+    using Array = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+    using ConstArray = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+    ei::gemm_pack_lhs<T, Index, LhsMapper, Traits::mr, Traits::LhsProgress, typename Traits::LhsPacket4Packing, Eigen::ColMajor>
+        pack_lhs;
+    ei::gemm_pack_rhs<T, Index, RhsMapper, Traits::nr, Eigen::RowMajor> pack_rhs;
+    ei::gebp_kernel<T, T, Index, ResMapper, Traits::mr, Traits::nr, false, false> gebp;
+    // The depth blocking of gemm_kernel for the whole product (same panels, so the same sums in
+    // the same order).
+    auto depth_block = [n, m](Index k) {
+      Index kc = k, mc = n, nc = m;
+      ei::computeProductBlockingSizes<T, T, 1, Index>(kc, mc, nc, Index(1));
+      return kc;
+    };
+    const Index rows = gemm_tn_block_rows<T>(m, n);  // the grid of blocks of the whole product
+    constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));  // each buffer on a cache line
+    auto padded = [](Index size) { return (size + pad - 1) / pad * pad; };
+    Index size_a = 0, size_b = 0;
+    for (int u = 0; u < count; ++u)
+      if (terms[u].dense == nullptr) {
+        size_a += padded(n * terms[u].depth);
+        size_b = std::max(size_b, padded(depth_block(terms[u].depth) * rows));
+      }
+    T* const block_a = ws.get(static_cast<std::size_t>(size_a + size_b + (out ? 0 : rows * n)));
+    T* const block_b = block_a + size_a;
+    {  // every G^T packed once, panel after panel
+      T* packed = block_a;
+      for (int u = 0; u < count; ++u) {
+        const TnTerm<T>& t = terms[u];
+        if (t.dense != nullptr) continue;
+        const Index kc = depth_block(t.depth);
+        const LhsMapper lhs(t.g, n);
+        for (Index k2 = 0; k2 < t.depth; k2 += kc) pack_lhs(packed + n * k2, lhs.getSubMapper(0, k2), std::min(kc, t.depth - k2), n);
+        packed += padded(n * t.depth);
+      }
+    }
+    for (Index j = first; j < last; j += rows) {
+      const Index cnt = std::min(rows, last - j);
+      T* const c = out ? out + j * n : block_b + size_b;
+      const ResMapper res(c, n);
+      bool started = out != nullptr && accumulate;  // c holds a sum to add to
+      const T* packed = block_a;
+      for (int u = 0; u < count; ++u) {
+        const TnTerm<T>& t = terms[u];
+        if (t.dense != nullptr) {
+          if (started)
+            Array(c, cnt * n) += ConstArray(t.dense + j * n, cnt * n);
+          else
+            Array(c, cnt * n) = ConstArray(t.dense + j * n, cnt * n);
+          started = true;
+          continue;
+        }
+        if (!started) std::fill(c, c + cnt * n, T(0));  // the kernel accumulates; the block is in cache after
+        started = true;
+        const Index kc = depth_block(t.depth);
+        const RhsMapper rhs(t.a, m);
+        for (Index k2 = 0; k2 < t.depth; k2 += kc) {
+          const Index depth = std::min(kc, t.depth - k2);
+          pack_rhs(block_b, rhs.getSubMapper(k2, j), depth, cnt);
+          gebp(res, packed + n * k2, block_b, n, depth, cnt, t.alpha);
+        }
+        packed += padded(n * t.depth);
+      }
+      if (!started) std::fill(c, c + cnt * n, T(0));  // no terms: C is zero
+      emit(j, cnt, c);
+    }
+    return true;
+  }
+}
+
 /// Rows of C (A.cols() x G.cols(), row-major) = alpha * A^T G, computed block by block: emit(first,
 /// count, block) is called once per block of `count` whole rows starting at row `first`, in order,
 /// with the block's final values (row-major, contiguous). With `out` null the blocks are in a
@@ -204,60 +345,12 @@ void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bo
 template <class T, class Emit>
 bool gemm_tn_rows(const Eigen::Map<const Matrix<T>>& A, const Eigen::Map<const Matrix<T>>& G, T alpha, Workspace<T>& ws,
                   Emit&& emit, T* out = nullptr, bool accumulate = false) {
-#ifdef REPARAM_CBLAS
-  constexpr bool eigen_kernel = false;  // the backend's GEMM has no blocks to hand out
-#else
-  constexpr bool eigen_kernel = std::is_same<T, float>::value || std::is_same<T, double>::value;
-#endif
-  if constexpr (!eigen_kernel) {
-    (void)A, (void)G, (void)alpha, (void)ws, (void)emit, (void)out, (void)accumulate;
-    return false;
-  } else {
-    namespace ei = Eigen::internal;
-    const Index m = A.cols(), n = G.cols(), k = A.rows();  // C is m x n
-    if (m == 0 || n == 0) return true;  // C is empty: nothing to compute or emit
-    if (m + n + k < 20 || m == 1 || n == 1 || k == 0) return false;
-    // Eigen's column-major problem C^T (n x m) = G^T A: lhs G^T (column-major, stride n), rhs A
-    // (row-major, stride m); a column block of C^T is a block of whole rows of C.
-    using Traits = ei::gebp_traits<T, T>;
-    using LhsMapper = ei::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
-    using RhsMapper = ei::const_blas_data_mapper<T, Index, Eigen::RowMajor>;
-    using ResMapper = ei::blas_data_mapper<T, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
-    ei::gemm_pack_lhs<T, Index, LhsMapper, Traits::mr, Traits::LhsProgress, typename Traits::LhsPacket4Packing, Eigen::ColMajor>
-        pack_lhs;
-    ei::gemm_pack_rhs<T, Index, RhsMapper, Traits::nr, Eigen::RowMajor> pack_rhs;
-    ei::gebp_kernel<T, T, Index, ResMapper, Traits::mr, Traits::nr, false, false> gebp;
-    // The depth blocking of gemm_kernel (same panels, so the same sums in the same order).
-    Index kc = k, mc = n, nc = m;
-    ei::computeProductBlockingSizes<T, T, 1, Index>(kc, mc, nc, Index(1));
-    // Rows per block: about 128 KB of C, which stays in L2 until the callee has read it (smaller
-    // blocks stream the packed G^T through the kernel too often: 32 KB was slower than no
-    // blocking on the VAE layers), a multiple of the kernel's column step so that only the last
-    // block has a remainder.
-    const Index step = Traits::nr;
-    const Index rows = std::min(m, std::max(step, (Index(131072 / sizeof(T)) / n) / step * step));
-    constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));  // each buffer on a cache line
-    const Index size_a = (n * k + pad - 1) / pad * pad, size_b = (kc * rows + pad - 1) / pad * pad;
-    T* const block_a = ws.get(static_cast<std::size_t>(size_a + size_b + (out ? 0 : rows * n)));
-    T* const block_b = block_a + size_a;
-    const LhsMapper lhs(G.data(), n);
-    const RhsMapper rhs(A.data(), m);
-    for (Index k2 = 0; k2 < k; k2 += kc)  // all of G^T packed once, panel after panel
-      pack_lhs(block_a + n * k2, lhs.getSubMapper(0, k2), std::min(kc, k - k2), n);
-    for (Index j = 0; j < m; j += rows) {
-      const Index count = std::min(rows, m - j);
-      T* const c = out ? out + j * n : block_b + size_b;
-      if (!out || !accumulate) std::fill(c, c + count * n, T(0));  // the kernel accumulates; the block is in cache after
-      const ResMapper res(c, n);
-      for (Index k2 = 0; k2 < k; k2 += kc) {
-        const Index depth = std::min(kc, k - k2);
-        pack_rhs(block_b, rhs.getSubMapper(k2, j), depth, count);
-        gebp(res, block_a + n * k2, block_b, n, depth, count, alpha);
-      }
-      emit(j, count, c);
-    }
-    return true;
-  }
+  const Index m = A.cols(), n = G.cols(), k = A.rows();  // C is m x n
+  if (!tn_rows_kernel<T>()) return false;
+  if (m == 0 || n == 0) return true;  // C is empty: nothing to compute or emit
+  if (!gemm_tn_rows_applies<T>(m, n, k)) return false;
+  const TnTerm<T> term{A.data(), G.data(), k, alpha, nullptr};
+  return gemm_tn_sum_rows(&term, 1, m, n, Index(0), m, ws, emit, out, accumulate);
 }
 
 }  // namespace detail

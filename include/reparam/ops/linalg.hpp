@@ -14,14 +14,16 @@ inline void check_inner(OpName op, Index ar, Index ac, Index br, Index bc) {
     throw_shape(op, "inner dimensions differ (" + shape_str(ar, ac) + " and " + shape_str(br, bc) + ")");
 }
 
-/// grad(operand k) += x^T g, the right operand's gradient of x W: handed to the operand's sink
-/// block by block while each block is in cache when the tape streams it (`stream_gradient`: an
+/// grad(operand k) += x^T g, the right operand's gradient of x W: handed to the operand's sink as
+/// the factors x and g where it takes them (`GradientSink::factors`: nn::DataParallel computes
+/// the product after the threads' sweeps, summed over threads block by block), else block by block while each block is in cache when the tape streams it (`stream_gradient`: an
 /// optimizer updating the weight in the sweep), else computed into the gradient buffer block by
 /// block (each block zeroed just before the kernel adds into it, where nothing flowed yet: no
 /// zeroing pass over the buffer of its own).
 template <class T>
 void add_weight_gradient(Backward<T>& bw, std::size_t k, const CMap<T>& x, const CMap<T>& g) {
   const Index n = g.cols();
+  if (bw.defer(k, x, g, T(1))) return;  // handed over as factors (nn::DataParallel)
   if (bw.streams(k) &&
       gemm_tn_rows(x, g, T(1), bw.workspace(), [&](Index first, Index rows, T* block) { bw.stream(k, first * n, rows * n, block); }))
     return;
