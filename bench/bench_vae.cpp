@@ -99,11 +99,12 @@ void BM_Step(benchmark::State& state) {
   Mat x(kBatch, 784), u(kBatch, model.noise_cols);
   long step = 0;
   for (auto _ : state) {
-    reparam::data::gather_rows(images(), batches.next(), x);
+    const std::vector<Index>& rows = batches.next();
     model.noise(u);
     const Mat& cu = u;
     ++step;
     dp.step(kBatch, [&](reparam::BasicTape<T>& tape, Index f, Index c, int) {
+      reparam::data::gather_rows(images(), rows, f, c, x);  // each thread its rows, as the programs
       tape.backward(model.loss(tape, tape.constant(x.middleRows(f, c)), cu.middleRows(f, c), step) / T(kBatch));
     }, adam);
     benchmark::DoNotOptimize(params[0].value.data());

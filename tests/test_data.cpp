@@ -137,6 +137,20 @@ TEST_CASE("Batcher: every epoch a permutation cut into full batches; the same se
   CHECK(out.row(0) == src.row(4));
   CHECK(out.row(1) == src.row(0));
   REQUIRE_ERROR(data::gather_rows(src, {6}, out), ShapeError, "reparam: gather_rows: index out of range (got 6 for 6 rows)");
+  // a thread's share: the same rows as the whole gather, nothing else written
+  const std::vector<Index> idx = {5, 1, 3, 3, 0};
+  Matrix<float> whole, part = Matrix<float>::Constant(5, 3, -9.0f);
+  data::gather_rows(src, idx, whole);
+  data::gather_rows(src, idx, 1, 3, part);
+  CHECK(part.middleRows(1, 3) == whole.middleRows(1, 3));
+  CHECK((part.row(0).array() == -9.0f).all());
+  CHECK((part.row(4).array() == -9.0f).all());
+  data::gather_rows(src, idx, 5, 0, part);  // an empty share
+  Matrix<float> wrong(4, 3);
+  REQUIRE_ERROR(data::gather_rows(src, idx, 0, 2, wrong), ShapeError, "reparam: gather_rows: out must be 5x3 (got 4x3)");
+  REQUIRE_ERROR(data::gather_rows(src, idx, 4, 2, part), ShapeError, "reparam: gather_rows: rows [4, 6) are not within the 5 indices");
+  REQUIRE_ERROR(data::gather_rows(src, idx, -1, 1, part), ShapeError, "reparam: gather_rows: rows [-1, 0) are not within the 5 indices");
+  REQUIRE_ERROR(data::gather_rows(src, {0, 7, 1, 2, 3}, 1, 1, part), ShapeError, "reparam: gather_rows: index out of range (got 7 for 6 rows)");
 }
 
 TEST_CASE("uniform_index: uniform over [0, n) (chi-square, seeded)", "[data][stats]") {

@@ -92,13 +92,14 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   for (long s = 1; s <= o.steps; ++s) {
     const auto t0 = std::chrono::steady_clock::now();
     const long step = first_step + s;
-    reparam::data::gather_rows(d.train.images, batches.next(), x);
-    model.draw_noise(rng, u);
+    const std::vector<Index>& rows = batches.next();
+    model.draw_noise(rng, u);  // on this thread: the samples do not depend on the thread count
     const Mat& cu = u;
-    // Every thread's rows on its own tape, then Adam on every core, with the sum of the threads'
-    // gradients taken inside Adam's pass (elementwise: the same bits at any thread count); on one
-    // thread Adam runs inside the backward sweep instead (the same bits).
+    // Every thread gathers its rows of the batch and builds their graph on its own tape; Adam
+    // then updates the weights inside the sweep (one thread) or each thread its share of every
+    // weight from the threads' gradient factors (more); the same bits either way.
     dp.step(o.batch, [&](Tape& tape, Index f, Index c, int t) {
+      reparam::data::gather_rows(d.train.images, rows, f, c, x);
       Var xv = tape.constant(x.middleRows(f, c));
       T value = 0;
       Var objective = model.train_loss(tape, xv, cu.middleRows(f, c), step, value);

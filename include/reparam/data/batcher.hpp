@@ -69,16 +69,42 @@ class Batcher {
   long epoch_ = 0;
 };
 
+}  // namespace data
+namespace detail {
+/// out.row(k) = src.row(idx[k]) for k in [first, first + count), indices checked.
+template <class T>
+void copy_rows(const Matrix<T>& src, const std::vector<Index>& idx, Index first, Index count, Matrix<T>& out) {
+  for (Index k = first; k < first + count; ++k) {
+    const Index i = idx[static_cast<std::size_t>(k)];
+    if (i < 0 || i >= src.rows())
+      reparam::detail::throw_shape("gather_rows", "index out of range (got " + std::to_string(i) + " for " +
+                                                      std::to_string(src.rows()) + " rows)");
+    out.row(k) = src.row(i);
+  }
+}
+}  // namespace detail
+namespace data {
+
 /// out.row(k) = src.row(idx[k]) for every k; `out` is resized only if its shape differs.
 template <class T>
 void gather_rows(const Matrix<T>& src, const std::vector<Index>& idx, Matrix<T>& out) {
   if (out.rows() != static_cast<Index>(idx.size()) || out.cols() != src.cols()) out.resize(static_cast<Index>(idx.size()), src.cols());
-  for (std::size_t k = 0; k < idx.size(); ++k) {
-    if (idx[k] < 0 || idx[k] >= src.rows())
-      reparam::detail::throw_shape("gather_rows", "index out of range (got " + std::to_string(idx[k]) + " for " +
-                                                      std::to_string(src.rows()) + " rows)");
-    out.row(static_cast<Index>(k)) = src.row(idx[k]);
-  }
+  reparam::detail::copy_rows(src, idx, 0, static_cast<Index>(idx.size()), out);
+}
+
+/// One thread's share of `gather_rows`: rows [first, first + count) of `out` only, which must
+/// already have idx.size() rows of src.cols() (threads fill their own rows of one batch, as in
+/// `nn::DataParallel`'s f).
+template <class T>
+void gather_rows(const Matrix<T>& src, const std::vector<Index>& idx, Index first, Index count, Matrix<T>& out) {
+  const Index n = static_cast<Index>(idx.size());
+  if (out.rows() != n || out.cols() != src.cols())
+    reparam::detail::throw_shape("gather_rows", "out must be " + reparam::detail::shape_str(n, src.cols()) + " (got " +
+                                                    reparam::detail::shape_str(out.rows(), out.cols()) + ")");
+  if (first < 0 || count < 0 || first > n - count)
+    reparam::detail::throw_shape("gather_rows", "rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                                                    ") are not within the " + std::to_string(n) + " indices");
+  reparam::detail::copy_rows(src, idx, first, count, out);
 }
 
 }  // namespace data

@@ -326,9 +326,11 @@ class DataParallel {
 
   /// Thread t's rows of parameter i in the update (`update_share`, a weight handed over as factors).
   std::pair<Index, Index> owned_rows(std::size_t i, int t) const {
-    // whole blocks of the product's grid: each block computed as the stored path computes it
+    // whole blocks of the product's grid: each block computed as the stored path computes it;
+    // the shares rotate from weight to weight, so weights of one block do not all go to thread 0
     const Index m = params_[i]->rows(), step = detail::gemm_tn_block_rows<T>(m, params_[i]->cols());
-    const auto s = ThreadPool::shard((m + step - 1) / step, t, threads());
+    const int n = threads();
+    const auto s = ThreadPool::shard((m + step - 1) / step, static_cast<int>((static_cast<std::size_t>(t) + i) % static_cast<std::size_t>(n)), n);
     return {s.first * step, std::min(m, (s.first + s.second) * step)};
   }
   /// After thread t's sweep: the rows of the weights it handed over as factors that other threads
