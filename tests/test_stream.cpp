@@ -372,7 +372,7 @@ namespace stream_test {
 // Weights of several blocks each (784 x 100, 100 x 784), split between the threads' updates.
 template <class T>
 void check_split_weights(int threads) {
-  const Index rows = 24;
+  static constexpr Index rows = 24;  // static: no lambda needs to capture it
   const M<T> x = (Gen(8).matrix(rows, 784, 0, 1).array() > 0.5).template cast<T>().matrix();
   struct Model {
     Rng rng{9};
@@ -384,8 +384,8 @@ void check_split_weights(int threads) {
   nn::DataParallel<T> da(a.params, threads), db(b.params, threads);
   db.set_stream_updates(true);
   db.set_evict_shared(true);
-  auto f = [&x, rows](Model& m) {
-    return [&x, &m, rows](BasicTape<T>& t, Index first, Index count, int) {
+  auto f = [&x](Model& m) {
+    return [&x, &m](BasicTape<T>& t, Index first, Index count, int) {
       const BasicVar<T> xv = t.constant(x.middleRows(first, count));
       t.backward(sum(bce_with_logits(m.mlp(xv), xv)) / T(rows));
     };
