@@ -120,15 +120,15 @@ struct Products {
   std::vector<Index> s;
   bool input_grad;
   std::vector<Mat> w, h, g, dw;
-  Products(std::vector<Index> sizes, bool in_grad) : s(std::move(sizes)), input_grad(in_grad) {
+  Products(std::vector<Index> sizes, bool in_grad, Index batch = kBatch) : s(std::move(sizes)), input_grad(in_grad) {
     reparam::Rng rng(3);
     for (std::size_t i = 0; i + 1 < s.size(); ++i) {
       w.push_back(reparam::uniform_matrix<T>(rng, s[i], s[i + 1]));
       dw.push_back(Mat::Zero(s[i], s[i + 1]));
     }
     for (Index n : s) {
-      h.push_back(reparam::uniform_matrix<T>(rng, kBatch, n));
-      g.push_back(reparam::uniform_matrix<T>(rng, kBatch, n));
+      h.push_back(reparam::uniform_matrix<T>(rng, batch, n));
+      g.push_back(reparam::uniform_matrix<T>(rng, batch, n));
     }
   }
   template <class Gemm>
@@ -189,7 +189,7 @@ const std::vector<std::vector<Index>> kGaussianNets = {{784, 400, 40}, {20, 400,
 const std::vector<std::vector<Index>> kCategoricalNets = {{784, 512, 256, 200}, {200, 256, 512, 784}};
 
 void eigen_gemm(Mat& c, const Mat& a, bool ta, const Mat& b, bool tb) {
-  static reparam::detail::Workspace<T> ws;
+  thread_local reparam::detail::Workspace<T> ws;
   // Weight gradients (A^T B) as the tape computes them: Eigen's kernel block by block, each block
   // of C zeroed just before the kernel adds into it (no zeroing pass over C of its own).
   if (ta && !tb &&
@@ -226,6 +226,26 @@ BENCHMARK(BM_FloorAdam_OpenBLAS)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(b
 #endif
 
 BENCHMARK(BM_Floor_Eigen)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+// The floor split as nn::DataParallel splits a step: on every core, each thread the products of
+// its rows of the batch, with private copies of everything (no update, no sum, nothing shared):
+// what no data-parallel step can beat here. Its speed-up over BM_Floor_Eigen bounds the step's.
+void BM_FloorSplit_Eigen(benchmark::State& state) {
+  const auto& nets = state.range(0) == 0 ? kGaussianNets : kCategoricalNets;
+  reparam::ThreadPool pool(0);
+  const int n = pool.size();
+  std::vector<std::vector<Products>> ps(static_cast<std::size_t>(n));
+  for (int t = 0; t < n; ++t)
+    for (std::size_t k = 0; k < nets.size(); ++k)
+      ps[static_cast<std::size_t>(t)].emplace_back(nets[k], k > 0, reparam::ThreadPool::shard(kBatch, t, n).second);
+  for (auto _ : state) {
+    pool.run([&](int t) {
+      for (auto& p : ps[static_cast<std::size_t>(t)]) p.run(eigen_gemm);
+    });
+    benchmark::DoNotOptimize(ps[0][0].dw[0].data());
+  }
+  state.counters["threads"] = double(n);
+}
+BENCHMARK(BM_FloorSplit_Eigen)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // The same bound with Eigen's kernel (the faster one on some CPUs: cmake/ProbeGemm.cmake).
 void BM_FloorAdam_Eigen(benchmark::State& state) {
   floor_loop(state, state.range(0) == 0 ? kGaussianNets : kCategoricalNets, eigen_gemm, true);

@@ -81,6 +81,7 @@ print(f"machine: {cores} cores; times are medians of one training step (batch 10
 print(f"{'':34}{'gaussian':>12}{'categorical':>14}")
 rows = [("floor: products, Eigen GEMM", "BM_Floor_Eigen/categorical:0", "BM_Floor_Eigen/categorical:1"),
         ("floor: products, OpenBLAS GEMM", "BM_Floor_OpenBLAS/categorical:0", "BM_Floor_OpenBLAS/categorical:1"),
+        ("floor split over all cores, Eigen", "BM_FloorSplit_Eigen/categorical:0", "BM_FloorSplit_Eigen/categorical:1"),
         ("products, then Adam, Eigen", "BM_FloorAdam_Eigen/categorical:0", "BM_FloorAdam_Eigen/categorical:1"),
         ("products, then Adam, OpenBLAS", "BM_FloorAdam_OpenBLAS/categorical:0", "BM_FloorAdam_OpenBLAS/categorical:1"),
         ("reparam (Eigen GEMM), 1 thread", "BM_Step<Gaussian>/threads:1/real_time", "BM_Step<Categorical>/threads:1/real_time"),
@@ -153,6 +154,12 @@ print(f"gaussian all cores / twin's best:          {ga / best_g:.2f}x  [<= 0.5]"
 print(f"categorical all cores / twin's best:       {ca / best_c:.2f}x  [<= 0.5]")
 print(f"gaussian speed-up, all cores vs 1 thread:  {g1 / ga:.2f}x  [>= 1.7 on 2 cores]")
 print(f"categorical speed-up:                      {c1 / ca:.2f}x  [>= 1.7 on 2 cores]")
+fs, fsc = get("BM_FloorSplit_Eigen/categorical:0"), get("BM_FloorSplit_Eigen/categorical:1")
+if fs is not None:
+    # Each core the products of its rows of the batch with private copies of everything: the
+    # speed-up no data-parallel step can exceed on this machine (smaller products run slower per row).
+    fe, fec = get("BM_Floor_Eigen/categorical:0"), get("BM_Floor_Eigen/categorical:1")
+    print(f"  bound: the floor split over the cores:   {fe / fs:.2f}x gaussian, {fec / fsc:.2f}x categorical")
 if lt:
     print(f"gaussian 1 thread / LibTorch 1 thread:     {g1 / lt[1]:.2f}x")
 

@@ -3,6 +3,7 @@
 // The blocked product gives the bits of the whole one; a fused Adam step gives the bits of
 // backward then step(); a gradient is streamed only where that holds (fresh leaf, one reader),
 // and every misuse is refused with its message.
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <vector>
@@ -407,6 +408,48 @@ TEST_CASE("DataParallel.set_stream_updates: weights of several blocks split betw
     stream_test::check_split_weights<float>(threads);
     stream_test::check_split_weights<double>(threads);
   }
+}
+
+TEST_CASE("DataParallel.update_rows: whole blocks tiling each weight, the threads' totals within a block", "[stream]") {
+  // the categorical VAE's layers: every weight of an even layer index went to thread 0 when the
+  // shares rotated by parameter position (weights and biases alternate), 20% more work for it
+  nn::ParameterList<float> params;
+  Rng rng(5);
+  nn::Mlp<float> enc({784, 512, 256, 200}, nn::Activation::relu, rng), dec({200, 256, 512, 784}, nn::Activation::relu, rng);
+  enc.collect(params, "encoder");
+  dec.collect(params, "decoder");
+  for (int threads : {2, 3, 5}) {
+    nn::DataParallel<float> dp(params, threads);
+    std::vector<Index> load(static_cast<std::size_t>(threads), 0);
+    Index largest = 0;
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const Index m = params[i].rows(), n = params[i].cols(), step = detail::gemm_tn_block_rows<float>(m, n);
+      largest = std::max(largest, std::min(m, step) * n);
+      std::vector<std::pair<Index, Index>> r;
+      for (int t = 0; t < threads; ++t) r.push_back(dp.update_rows(i, t));
+      std::sort(r.begin(), r.end());
+      Index next = 0;
+      for (int t = 0; t < threads; ++t) {
+        const auto rt = dp.update_rows(i, t);
+        load[static_cast<std::size_t>(t)] += (rt.second - rt.first) * n;
+        INFO(threads << " threads, " << params.name(i) << ", thread " << t);
+        CHECK(rt.first <= rt.second);
+        CHECK((rt.first == rt.second || rt.first % step == 0));
+      }
+      for (const auto& x : r) {
+        if (x.first == x.second) continue;
+        CHECK(x.first == next);  // contiguous and disjoint
+        next = x.second;
+      }
+      CHECK(next == m);
+    }
+    const auto mm = std::minmax_element(load.begin(), load.end());
+    INFO(threads << " threads: elements per thread from " << *mm.first << " to " << *mm.second);
+    CHECK(*mm.second - *mm.first <= largest);
+  }
+  nn::DataParallel<float> dp(params, 2);
+  REQUIRE_ERROR(dp.update_rows(12, 0), ShapeError, "reparam: DataParallel.update_rows: no parameter 12 of 12 or thread 0 of 2");
+  REQUIRE_ERROR(dp.update_rows(0, 2), ShapeError, "reparam: DataParallel.update_rows: no parameter 0 of 12 or thread 2 of 2");
 }
 
 TEST_CASE("streamed gradients: misuse is refused with its message", "[stream][errors]") {

@@ -57,6 +57,10 @@ class DataParallel {
     terms_.assign(nt, std::vector<detail::TnTerm<T>>(nt));
     more_.assign(nt, std::vector<const T*>(nt));
     slot_.resize(params_.size());
+    owned_.resize(params_.size() * nt);
+    load_.resize(nt);
+    order_.resize(nt);
+    plan_shares();
     for (int t = 0; t < n; ++t) workspaces_.push_back(std::make_unique<detail::Workspace<T>>());
     grads_.resize(nt);
     for (int t = 1; t < n; ++t) {
@@ -95,6 +99,18 @@ class DataParallel {
   /// share their caches it only moves the weights to memory. Values are not affected.
   void set_evict_shared(bool on) noexcept { evict_shared_ = on; }
   bool evict_shared() const noexcept { return evict_shared_; }
+  /// Thread t's rows [first, last) of parameter i (position in the list) in the update of a step
+  /// with `stream_updates` on more than one thread: whole blocks of the weight gradient's product
+  /// grid, contiguous, the blocks of all the parameters split so that the threads' totals of
+  /// elements differ by at most about one block (planned from the shapes at construction and at
+  /// every such step). The threads' ranges of a parameter tile its rows.
+  std::pair<Index, Index> update_rows(std::size_t i, int t) const {
+    if (i >= params_.size() || t < 0 || t >= threads())
+      reparam::detail::throw_shape("DataParallel.update_rows", "no parameter " + std::to_string(i) + " of " +
+                                                                   std::to_string(params_.size()) + " or thread " +
+                                                                   std::to_string(t) + " of " + std::to_string(threads()));
+    return owned_rows(i, t);
+  }
   BasicTape<T>& tape(int t) { return *tapes_.at(static_cast<std::size_t>(t)); }
   ThreadPool& pool() noexcept { return pool_; }
 
@@ -261,6 +277,7 @@ class DataParallel {
     auto unstream = [this] {
       for (auto& tape : tapes_) tape->unstream_gradients();
     };
+    plan_shares();
     opt.begin_step();
     try {
       compute(rows, f, false, true);
@@ -326,12 +343,36 @@ class DataParallel {
 
   /// Thread t's rows of parameter i in the update (`update_share`, a weight handed over as factors).
   std::pair<Index, Index> owned_rows(std::size_t i, int t) const {
-    // whole blocks of the product's grid: each block computed as the stored path computes it;
-    // the shares rotate from weight to weight, so weights of one block do not all go to thread 0
-    const Index m = params_[i]->rows(), step = detail::gemm_tn_block_rows<T>(m, params_[i]->cols());
+    return owned_[i * static_cast<std::size_t>(threads()) + static_cast<std::size_t>(t)];
+  }
+  /// Splits every parameter's rows between the threads for `update_share`: whole blocks of the
+  /// product's grid (each block computed as the stored path computes it), contiguous per thread,
+  /// the extra blocks of an uneven split going to the threads with the least work so far
+  /// (elements updated), so the threads' shares of all the weights together differ by at most
+  /// about one block. Depends on the shapes alone; which thread computes a block does not change
+  /// its bits.
+  void plan_shares() {
     const int n = threads();
-    const auto s = ThreadPool::shard((m + step - 1) / step, static_cast<int>((static_cast<std::size_t>(t) + i) % static_cast<std::size_t>(n)), n);
-    return {s.first * step, std::min(m, (s.first + s.second) * step)};
+    const std::size_t nt = static_cast<std::size_t>(n);
+    std::fill(load_.begin(), load_.end(), Index(0));
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const Index m = params_[i]->rows(), cols = params_[i]->cols();
+      const Index step = detail::gemm_tn_block_rows<T>(m, cols);
+      // threads by load, least first (ties by index; an insertion sort, which allocates nothing):
+      // the first roles of shard() get the extra blocks
+      for (std::size_t k = 0; k < nt; ++k) {
+        std::size_t j = k;
+        for (; j > 0 && load_[static_cast<std::size_t>(order_[j - 1])] > load_[k]; --j) order_[j] = order_[j - 1];
+        order_[j] = static_cast<int>(k);
+      }
+      for (int k = 0; k < n; ++k) {
+        const auto s = ThreadPool::shard((m + step - 1) / step, k, n);
+        const std::size_t u = static_cast<std::size_t>(order_[static_cast<std::size_t>(k)]);
+        const Index first = std::min(m, s.first * step), last = std::min(m, (s.first + s.second) * step);
+        owned_[i * nt + u] = {first, last};
+        load_[u] += (last - first) * cols;
+      }
+    }
   }
   /// After thread t's sweep: the rows of the weights it handed over as factors that other threads
   /// will update, out of this core's caches.
@@ -382,6 +423,9 @@ class DataParallel {
   std::vector<std::vector<const T*>> more_;             // [thread]: the other threads' buffers
   std::vector<std::unique_ptr<detail::Workspace<T>>> workspaces_;  // [thread]: packing for the products
   std::vector<std::size_t> slot_;                       // Adam's index of each parameter
+  std::vector<std::pair<Index, Index>> owned_;          // [parameter * threads + thread]: rows in the update
+  std::vector<Index> load_;                             // [thread]: elements planned so far (plan_shares)
+  std::vector<int> order_;                              // [rank]: threads by load (plan_shares)
   bool stream_updates_ = false;
   bool evict_shared_ = false;
 };
