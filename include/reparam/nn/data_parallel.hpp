@@ -163,7 +163,7 @@ class DataParallel {
         opt.step(pool_, threads() - 1, [this](const Parameter<T>& p, int u) -> const T* {
           const std::size_t i = index_of(&p);
           return i < params_.size() ? grads_[static_cast<std::size_t>(u) + 1][i].data() : nullptr;
-        }, !stream_updates_);
+        });  // the sums kept in p.grad: the gradients of this path are read afterwards
         return;
       }
     } else {
