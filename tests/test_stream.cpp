@@ -411,8 +411,8 @@ TEST_CASE("DataParallel.set_stream_updates: weights of several blocks split betw
 }
 
 TEST_CASE("DataParallel.update_rows: whole blocks tiling each weight, the threads' totals within a block", "[stream]") {
-  // the categorical VAE's layers: every weight of an even layer index went to thread 0 when the
-  // shares rotated by parameter position (weights and biases alternate), 20% more work for it
+  // the categorical VAE's layers: when the shares rotated by parameter position, thread 0 took the
+  // extra block of every weight (weights and biases alternate, so every weight sat at an even position)
   nn::ParameterList<float> params;
   Rng rng(5);
   nn::Mlp<float> enc({784, 512, 256, 200}, nn::Activation::relu, rng), dec({200, 256, 512, 784}, nn::Activation::relu, rng);
