@@ -1,8 +1,9 @@
 // One training step of the VAE programs' Gaussian model (784-400-20, batch 100, float, Adam) and
 // of the categorical model (784-512-256-200, Concrete), on one thread and on every core, against
-// the floor: the same network's forward and backward matrix products alone, with Eigen's GEMM
-// kernel (what the tape runs) and, when found, OpenBLAS's (cblas_sgemm). PyTorch's twin is
-// timed by bench/vae_compare.py in the same run.
+// the floor: the same network's forward and backward matrix products alone, with the library's
+// GEMM (what the tape runs: the in-place kernel for batch-times-weight products where it is
+// built, Eigen's kernel for the rest), with Eigen's kernel alone, and, when found, OpenBLAS's
+// (cblas_sgemm). PyTorch's twin is timed by bench/vae_compare.py in the same run.
 //
 //   OPENBLAS_NUM_THREADS=1 build/release/bench/bench_vae
 #include <algorithm>
@@ -196,14 +197,23 @@ void eigen_gemm(Mat& c, const Mat& a, bool ta, const Mat& b, bool tb) {
       reparam::detail::gemm_tn_rows<T>(Eigen::Map<const Mat>(a.data(), a.rows(), a.cols()), Eigen::Map<const Mat>(b.data(), b.rows(), b.cols()),
                                        T(1), ws, [](Index, Index, T*) {}, c.data()))
     return;
+  // The others as the tape computes them: C = A B through the in-place kernel where it is built
+  // (reparam::inplace_gemm(): AVX-512), else, and for A B^T, Eigen's kernel into a zeroed C.
   Eigen::Map<Mat> cm(c.data(), c.rows(), c.cols());
-  cm.setZero();
   reparam::detail::gemm_acc(cm, Eigen::Map<const Mat>(a.data(), a.rows(), a.cols()), ta,
-                            Eigen::Map<const Mat>(b.data(), b.rows(), b.cols()), tb, T(1), ws);
+                            Eigen::Map<const Mat>(b.data(), b.rows(), b.cols()), tb, T(1), ws, true);
 }
 
 void BM_Floor_Eigen(benchmark::State& state) {
   floor_loop(state, state.range(0) == 0 ? kGaussianNets : kCategoricalNets, eigen_gemm);
+}
+// The same with the in-place kernel switched off: every product through Eigen's packed GEMM (the
+// floor before the kernel; equal to BM_Floor_Eigen where the kernel is not built).
+void BM_Floor_EigenPacked(benchmark::State& state) {
+  const bool was = reparam::inplace_gemm();
+  reparam::set_inplace_gemm(false);
+  floor_loop(state, state.range(0) == 0 ? kGaussianNets : kCategoricalNets, eigen_gemm);
+  reparam::set_inplace_gemm(was);
 }
 
 #ifdef REPARAM_BENCH_CBLAS
@@ -226,6 +236,7 @@ BENCHMARK(BM_FloorAdam_OpenBLAS)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(b
 #endif
 
 BENCHMARK(BM_Floor_Eigen)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Floor_EigenPacked)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // The floor split as nn::DataParallel splits a step: on every core, each thread the products of
 // its rows of the batch, with private copies of everything (no update, no sum, nothing shared):
 // what no data-parallel step can beat here. Its speed-up over BM_Floor_Eigen bounds the step's.

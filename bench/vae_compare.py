@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """One run that times a VAE training step every way the issue asks, on this machine:
-bench_vae (reparam on 1 thread and on every core; the floor: the products alone with Eigen's and
-OpenBLAS's GEMM), bench_vae_libtorch (LibTorch's C++ frontend, when built) and the PyTorch twin
+bench_vae (reparam on 1 thread and on every core; the floor: the products alone with reparam's
+GEMM, with Eigen's packed GEMM and with OpenBLAS's), bench_vae_libtorch (LibTorch's C++ frontend, when built) and the PyTorch twin
 (bench/pytorch_twin/vae.py) on 1 thread and on every core; then the programs' own --json figures
 and peak memory against the twin's. OPENBLAS_NUM_THREADS and OMP_NUM_THREADS are set for every
 child before it starts (Debian's torch ignores torch.set_num_threads for OpenBLAS).
@@ -79,7 +79,8 @@ tw = {(m, t): twin(m, t) for m in ("gaussian", "categorical") for t in (1, cores
 
 print(f"machine: {cores} cores; times are medians of one training step (batch 100, float); benchmark repetitions interleaved\n")
 print(f"{'':34}{'gaussian':>12}{'categorical':>14}")
-rows = [("floor: products, Eigen GEMM", "BM_Floor_Eigen/categorical:0", "BM_Floor_Eigen/categorical:1"),
+rows = [("floor: products, reparam's GEMM", "BM_Floor_Eigen/categorical:0", "BM_Floor_Eigen/categorical:1"),
+        ("floor: products, Eigen packed GEMM", "BM_Floor_EigenPacked/categorical:0", "BM_Floor_EigenPacked/categorical:1"),
         ("floor: products, OpenBLAS GEMM", "BM_Floor_OpenBLAS/categorical:0", "BM_Floor_OpenBLAS/categorical:1"),
         ("floor split over all cores, Eigen", "BM_FloorSplit_Eigen/categorical:0", "BM_FloorSplit_Eigen/categorical:1"),
         ("products, then Adam, Eigen", "BM_FloorAdam_Eigen/categorical:0", "BM_FloorAdam_Eigen/categorical:1"),
@@ -115,8 +116,8 @@ def best(*names):
     return min(vals) if vals else None
 
 
-floor = best("BM_Floor_OpenBLAS/categorical:0", "BM_Floor_Eigen/categorical:0")
-floor_c = best("BM_Floor_OpenBLAS/categorical:1", "BM_Floor_Eigen/categorical:1")
+floor = best("BM_Floor_OpenBLAS/categorical:0", "BM_Floor_Eigen/categorical:0", "BM_Floor_EigenPacked/categorical:0")
+floor_c = best("BM_Floor_OpenBLAS/categorical:1", "BM_Floor_Eigen/categorical:1", "BM_Floor_EigenPacked/categorical:1")
 # The programs' GEMM: chosen at configure time (cmake/ProbeGemm.cmake), recorded in the cache.
 choice = "eigen"
 try:
@@ -132,7 +133,8 @@ ga, ca = get(pre + "BM_Step<Gaussian>/threads:0"), get(pre + "BM_Step<Categorica
 print("(reparam rows below: " + ("the OpenBLAS backend" if pre else "Eigen's GEMM") +
       ", as the programs are built here: REPARAM_GEMM_CHOICE=" + choice + ")")
 print(f"gaussian 1 thread / best floor:            {g1 / floor:.2f}x  [<= 1.1]")
-fl = best("fastest BM_Floor_OpenBLAS/categorical:0", "fastest BM_Floor_Eigen/categorical:0")
+fl = best("fastest BM_Floor_OpenBLAS/categorical:0", "fastest BM_Floor_Eigen/categorical:0",
+          "fastest BM_Floor_EigenPacked/categorical:0")
 print(f"  the same from the fastest repetitions:   {get(pre + 'fastest BM_Step<Gaussian>/threads:1') / fl:.2f}x")
 bound_g = best("BM_FloorAdam_OpenBLAS/categorical:0", "BM_FloorAdam_Eigen/categorical:0")
 bound_c = best("BM_FloorAdam_OpenBLAS/categorical:1", "BM_FloorAdam_Eigen/categorical:1")

@@ -96,6 +96,82 @@ TEST_CASE("bce_with_logits: a fused node over packets and 1x1 nodes give the sam
   CHECK(diffs == 0);
 }
 
+// C = alpha A B and C += alpha A B for float batches times weights against the products in
+// double (built with -march=native on AVX-512: gemm_nn_inplace, the weight read in place, its
+// masked last columns and short last rows included; portable: Eigen's kernel): every element
+// within the rounding bound of its dot product, (k + 2) u sum |a||b| + 2 u |c|.
+TEST_CASE("gemm_acc: float batch-times-weight products within their rounding bound at every shape", "[ops][linalg][paths]") {
+  Rng rng(31);
+  detail::Workspace<float> ws;
+  const Index ms[] = {1, 2, 5, 6, 7, 13, 50, 100, 256, 257};
+  const Index ns[] = {16, 17, 31, 33, 47, 48, 49, 100, 400};
+  const Index ks[] = {1, 3, 20, 784};
+  long bad = 0, checked = 0;
+  for (Index m : ms)
+    for (Index n : ns)
+      for (Index k : ks) {
+        const Matrix<float> a = uniform_matrix<float>(rng, m, k).array() - 0.5f;
+        const Matrix<float> b = uniform_matrix<float>(rng, k, n).array() - 0.5f;
+        const Matrix<float> c0 = uniform_matrix<float>(rng, m, n).array() - 0.5f;
+        const Eigen::MatrixXd ref = a.cast<double>() * b.cast<double>();
+        const Eigen::MatrixXd mag = a.cast<double>().cwiseAbs() * b.cast<double>().cwiseAbs();
+        const double u = std::numeric_limits<float>::epsilon() / 2;
+        for (int accumulate = 0; accumulate < 2; ++accumulate) {
+          const float alpha = accumulate ? 0.5f : 1.f;
+          // assigning never reads C: NaN there must not reach the result
+          Matrix<float> c = accumulate ? c0 : Matrix<float>::Constant(m, n, std::numeric_limits<float>::quiet_NaN());
+          Eigen::Map<Matrix<float>> cm(c.data(), m, n);
+          const Eigen::Map<const Matrix<float>> am(a.data(), m, k), bm(b.data(), k, n);
+          detail::gemm_acc(cm, am, false, bm, false, alpha, ws, !accumulate);
+          for (Index i = 0; i < m; ++i)
+            for (Index j = 0; j < n; ++j) {
+              const double want = (accumulate ? double(c0(i, j)) : 0.0) + alpha * ref(i, j);
+              const double bound = (double(k) + 2) * u * alpha * mag(i, j) + 2 * u * std::abs(want) + 1e-30;
+              bad += !(std::abs(double(c(i, j)) - want) <= bound);
+              ++checked;
+            }
+        }
+      }
+  CHECK(checked == 2L * 4 * (1 + 2 + 5 + 6 + 7 + 13 + 50 + 100 + 256 + 257) * (16 + 17 + 31 + 33 + 47 + 48 + 49 + 100 + 400));
+  CHECK(bad == 0);
+}
+
+#ifdef REPARAM_INPLACE_GEMM
+// The in-place kernel computes each element as one chain over the depth: a row's bits do not
+// depend on the batch it is in (data-parallel threads get the whole batch's bits), and switching
+// it off gives Eigen's kernel, within the same rounding bound.
+TEST_CASE("gemm_nn_inplace: a row's bits do not depend on the batch it is in; set_inplace_gemm switches it", "[ops][linalg][paths]") {
+  Rng rng(32);
+  detail::Workspace<float> ws;
+  const Index n = 400, k = 784;
+  const Matrix<float> a = uniform_matrix<float>(rng, 100, k).array() - 0.5f;
+  const Matrix<float> b = uniform_matrix<float>(rng, k, n).array() - 0.5f;
+  const Eigen::Map<const Matrix<float>> bm(b.data(), k, n);
+  auto product = [&](Index first, Index count) {
+    Matrix<float> c(count, n);
+    Eigen::Map<Matrix<float>> cm(c.data(), count, n);
+    detail::gemm_acc(cm, Eigen::Map<const Matrix<float>>(a.data() + first * k, count, k), false, bm, false, 1.f, ws, true);
+    return c;
+  };
+  REQUIRE(inplace_gemm());
+  const Matrix<float> whole = product(0, 100);
+  int diffs = 0;
+  for (Index first : {Index(0), Index(1), Index(37), Index(50), Index(99)})
+    for (Index count : {Index(1), Index(7), Index(50)}) {
+      if (first + count > 100) continue;
+      diffs += int((product(first, count).array() != whole.middleRows(first, count).array()).count());
+    }
+  CHECK(diffs == 0);
+  set_inplace_gemm(false);
+  const Matrix<float> packed = product(0, 100);
+  set_inplace_gemm(true);
+  CHECK(!(packed.array() == whole.array()).all());  // another kernel: other last bits somewhere
+  const double u = std::numeric_limits<float>::epsilon() / 2;
+  const Eigen::MatrixXd mag = a.cast<double>().cwiseAbs() * b.cast<double>().cwiseAbs();
+  CHECK(((packed.cast<double>() - whole.cast<double>()).cwiseAbs().array() <= 2 * (k + 2) * u * mag.array()).all());
+}
+#endif
+
 
 TEST_CASE("bce_with_logits: float e^-|x| on every float in [-110, 0]", "[.sweep]") {
   const ExpSweep r = sweep_bce_exp(1);  // 1.1 billion floats, about half a minute
