@@ -96,68 +96,122 @@ TEST_CASE("bce_with_logits: a fused node over packets and 1x1 nodes give the sam
   CHECK(diffs == 0);
 }
 
-// C = alpha A B and C += alpha A B for float batches times weights against the products in
-// double (built with -march=native on AVX-512: gemm_nn_inplace, the weight read in place, its
-// masked last columns and short last rows included; portable: Eigen's kernel): every element
-// within the rounding bound of its dot product, (k + 2) u sum |a||b| + 2 u |c|.
+// Counts the elements of C = alpha A op(B) (assigned over NaN, which must not reach the result;
+// alpha 1) and C += alpha A op(B) (alpha 1/2) outside the float rounding bound of the product in
+// double, (k + 2) u sum |a||b| + 2 u |c|, for every shape m x n taken from the top-left corners
+// of one draw: A (k columns), B (k rows; with `trans_b`, k columns), C0 (what C += adds to).
+// One product in double per draw: five times less work than one per shape, which made these
+// the slowest tests under the sanitizers at -O0.
+struct BoundCount {
+  long bad = 0, checked = 0;
+};
+template <std::size_t M, std::size_t N>
+void count_outside_bound(const Matrix<float>& a_all, const Matrix<float>& b_all, bool trans_b, const Matrix<float>& c_all,
+                         const Index (&ms)[M], const Index (&ns)[N], detail::Workspace<float>& ws, BoundCount& r) {
+  const Index k = a_all.cols();
+  const Eigen::MatrixXd bd = trans_b ? Eigen::MatrixXd(b_all.cast<double>().transpose()) : Eigen::MatrixXd(b_all.cast<double>());
+  const Eigen::MatrixXd ref = a_all.cast<double>() * bd;
+  const Eigen::MatrixXd mag = a_all.cast<double>().cwiseAbs() * bd.cwiseAbs();
+  const double u = std::numeric_limits<float>::epsilon() / 2;
+  for (Index m : ms)
+    for (Index n : ns) {
+      const Matrix<float> a = a_all.topRows(m);
+      const Matrix<float> b = trans_b ? Matrix<float>(b_all.topRows(n)) : Matrix<float>(b_all.leftCols(n));
+      const Matrix<float> c0 = c_all.topLeftCorner(m, n);
+      for (int accumulate = 0; accumulate < 2; ++accumulate) {
+        const float alpha = accumulate ? 0.5f : 1.f;
+        Matrix<float> c = accumulate ? c0 : Matrix<float>::Constant(m, n, std::numeric_limits<float>::quiet_NaN());
+        Eigen::Map<Matrix<float>> cm(c.data(), m, n);
+        const Eigen::Map<const Matrix<float>> am(a.data(), m, k), bm(b.data(), b.rows(), b.cols());
+        detail::gemm_acc(cm, am, false, bm, trans_b, alpha, ws, !accumulate);
+        for (Index i = 0; i < m; ++i)
+          for (Index j = 0; j < n; ++j) {
+            const double want = (accumulate ? double(c0(i, j)) : 0.0) + alpha * ref(i, j);
+            const double bound = (double(k) + 2) * u * alpha * mag(i, j) + 2 * u * std::abs(want) + 1e-30;
+            r.bad += !(std::abs(double(c(i, j)) - want) <= bound);
+            ++r.checked;
+          }
+      }
+    }
+}
+
+// C = alpha A B and C += alpha A B for float batches times weights (built with -march=native on
+// AVX-512: gemm_nn_inplace, the weight read in place, its masked last columns and short last rows
+// included; portable: Eigen's kernel), every element within its rounding bound.
 TEST_CASE("gemm_acc: float batch-times-weight products within their rounding bound at every shape", "[ops][linalg][paths]") {
   Rng rng(31);
   detail::Workspace<float> ws;
   const Index ms[] = {1, 2, 5, 6, 7, 13, 50, 100, 256, 257};
   const Index ns[] = {16, 17, 31, 33, 47, 48, 49, 100, 400};
-  const Index ks[] = {1, 3, 20, 784};
-  long bad = 0, checked = 0;
-  // Each shape takes the top-left corners of one draw per depth: the products in double are then
-  // corners of one product per depth (five times less work than a product per shape, which made
-  // this the slowest test under the sanitizers at -O0).
-  for (Index k : ks) {
+  BoundCount r;
+  for (Index k : {1, 3, 20, 784}) {
     const Matrix<float> a_all = uniform_matrix<float>(rng, 257, k).array() - 0.5f;
     const Matrix<float> b_all = uniform_matrix<float>(rng, k, 400).array() - 0.5f;
     const Matrix<float> c_all = uniform_matrix<float>(rng, 257, 400).array() - 0.5f;
-    const Eigen::MatrixXd ref = a_all.cast<double>() * b_all.cast<double>();
-    const Eigen::MatrixXd mag = a_all.cast<double>().cwiseAbs() * b_all.cast<double>().cwiseAbs();
-    for (Index m : ms)
-      for (Index n : ns) {
-        const Matrix<float> a = a_all.topLeftCorner(m, k);
-        const Matrix<float> b = b_all.topLeftCorner(k, n);
-        const Matrix<float> c0 = c_all.topLeftCorner(m, n);
-        const double u = std::numeric_limits<float>::epsilon() / 2;
-        for (int accumulate = 0; accumulate < 2; ++accumulate) {
-          const float alpha = accumulate ? 0.5f : 1.f;
-          // assigning never reads C: NaN there must not reach the result
-          Matrix<float> c = accumulate ? c0 : Matrix<float>::Constant(m, n, std::numeric_limits<float>::quiet_NaN());
-          Eigen::Map<Matrix<float>> cm(c.data(), m, n);
-          const Eigen::Map<const Matrix<float>> am(a.data(), m, k), bm(b.data(), k, n);
-          detail::gemm_acc(cm, am, false, bm, false, alpha, ws, !accumulate);
-          for (Index i = 0; i < m; ++i)
-            for (Index j = 0; j < n; ++j) {
-              const double want = (accumulate ? double(c0(i, j)) : 0.0) + alpha * ref(i, j);
-              const double bound = (double(k) + 2) * u * alpha * mag(i, j) + 2 * u * std::abs(want) + 1e-30;
-              bad += !(std::abs(double(c(i, j)) - want) <= bound);
-              ++checked;
-            }
-        }
-      }
+    count_outside_bound(a_all, b_all, false, c_all, ms, ns, ws, r);
   }
-  CHECK(checked == 2L * 4 * (1 + 2 + 5 + 6 + 7 + 13 + 50 + 100 + 256 + 257) * (16 + 17 + 31 + 33 + 47 + 48 + 49 + 100 + 400));
-  CHECK(bad == 0);
+  CHECK(r.checked == 2L * 4 * (1 + 2 + 5 + 6 + 7 + 13 + 50 + 100 + 256 + 257) * (16 + 17 + 31 + 33 + 47 + 48 + 49 + 100 + 400));
+  CHECK(r.bad == 0);
+}
+
+// C = alpha A B^T and C += alpha A B^T (a batch times a weight's transpose: the input gradient of a
+// layer) at every tile edge of gemm_nt_inplace (4 x 6 tiles; depths 64 and 784) and at depths it
+// leaves to Eigen's kernel (40, 200): every element within its rounding bound. Portable builds
+// run Eigen's kernel throughout.
+TEST_CASE("gemm_acc: float batch-times-transposed-weight products within their rounding bound at every shape",
+          "[ops][linalg][paths]") {
+  Rng rng(33);
+  detail::Workspace<float> ws;
+  const Index ms[] = {1, 3, 4, 5, 8, 50, 101, 256};
+  const Index ns[] = {1, 5, 6, 7, 13, 20, 400};
+  BoundCount r;
+  for (Index k : {40, 64, 200, 784}) {
+    const Matrix<float> a_all = uniform_matrix<float>(rng, 256, k).array() - 0.5f;
+    const Matrix<float> b_all = uniform_matrix<float>(rng, 400, k).array() - 0.5f;  // rows of the weight
+    const Matrix<float> c_all = uniform_matrix<float>(rng, 256, 400).array() - 0.5f;
+    count_outside_bound(a_all, b_all, true, c_all, ms, ns, ws, r);
+  }
+  CHECK(r.checked == 2L * 4 * (1 + 3 + 4 + 5 + 8 + 50 + 101 + 256) * (1 + 5 + 6 + 7 + 13 + 20 + 400));
+  CHECK(r.bad == 0);
 }
 
 #ifdef REPARAM_INPLACE_GEMM
-// The in-place kernel computes each element as one chain over the depth: a row's bits do not
-// depend on the batch it is in (data-parallel threads get the whole batch's bits), and switching
-// it off gives Eigen's kernel, within the same rounding bound.
-TEST_CASE("gemm_nn_inplace: a row's bits do not depend on the batch it is in; set_inplace_gemm switches it", "[ops][linalg][paths]") {
-  Rng rng(32);
+// A batch of 100 rows and a 784 x 400 weight (stored as the layer's x W takes it, or with
+// `weight_rows` as W^T's rows), and the check that switching the in-place kernels off gives
+// Eigen's kernel: other last bits somewhere, within twice the rounding bound.
+struct KernelCase {
+  static constexpr Index n = 400, k = 784;
   detail::Workspace<float> ws;
-  const Index n = 400, k = 784;
-  const Matrix<float> a = uniform_matrix<float>(rng, 100, k).array() - 0.5f;
-  const Matrix<float> b = uniform_matrix<float>(rng, k, n).array() - 0.5f;
-  const Eigen::Map<const Matrix<float>> bm(b.data(), k, n);
+  Matrix<float> a, b;
+  KernelCase(std::uint64_t seed, bool weight_rows) {
+    Rng rng(seed);
+    a = uniform_matrix<float>(rng, 100, k).array() - 0.5f;
+    b = weight_rows ? Matrix<float>(uniform_matrix<float>(rng, n, k).array() - 0.5f)
+                    : Matrix<float>(uniform_matrix<float>(rng, k, n).array() - 0.5f);
+  }
+  template <class Product>
+  void check_switch(const Matrix<float>& whole, Product&& product_whole) {
+    set_inplace_gemm(false);
+    const Matrix<float> packed = product_whole();
+    set_inplace_gemm(true);
+    CHECK(!(packed.array() == whole.array()).all());
+    const double u = std::numeric_limits<float>::epsilon() / 2;
+    const Eigen::MatrixXd bd = b.rows() == k ? Eigen::MatrixXd(b.cast<double>()) : Eigen::MatrixXd(b.cast<double>().transpose());
+    const Eigen::MatrixXd mag = a.cast<double>().cwiseAbs() * bd.cwiseAbs();
+    CHECK(((packed.cast<double>() - whole.cast<double>()).cwiseAbs().array() <= 2 * (k + 2) * u * mag.array()).all());
+  }
+};
+
+// The in-place kernel computes each element as one chain over the depth: a row's bits do not
+// depend on the batch it is in (data-parallel threads get the whole batch's bits).
+TEST_CASE("gemm_nn_inplace: a row's bits do not depend on the batch it is in; set_inplace_gemm switches it", "[ops][linalg][paths]") {
+  KernelCase kc(32, false);
+  const Index n = KernelCase::n, k = KernelCase::k;
+  const Eigen::Map<const Matrix<float>> bm(kc.b.data(), k, n);
   auto product = [&](Index first, Index count) {
     Matrix<float> c(count, n);
     Eigen::Map<Matrix<float>> cm(c.data(), count, n);
-    detail::gemm_acc(cm, Eigen::Map<const Matrix<float>>(a.data() + first * k, count, k), false, bm, false, 1.f, ws, true);
+    detail::gemm_acc(cm, Eigen::Map<const Matrix<float>>(kc.a.data() + first * k, count, k), false, bm, false, 1.f, kc.ws, true);
     return c;
   };
   REQUIRE(inplace_gemm());
@@ -169,13 +223,36 @@ TEST_CASE("gemm_nn_inplace: a row's bits do not depend on the batch it is in; se
       diffs += int((product(first, count).array() != whole.middleRows(first, count).array()).count());
     }
   CHECK(diffs == 0);
-  set_inplace_gemm(false);
-  const Matrix<float> packed = product(0, 100);
-  set_inplace_gemm(true);
-  CHECK(!(packed.array() == whole.array()).all());  // another kernel: other last bits somewhere
-  const double u = std::numeric_limits<float>::epsilon() / 2;
-  const Eigen::MatrixXd mag = a.cast<double>().cwiseAbs() * b.cast<double>().cwiseAbs();
-  CHECK(((packed.cast<double>() - whole.cast<double>()).cwiseAbs().array() <= 2 * (k + 2) * u * mag.array()).all());
+  kc.check_switch(whole, [&] { return product(0, 100); });
+}
+
+// The same for the kernel of a batch times a weight's transpose (each element one dot product of
+// two rows, its lanes summed by one tree): a row's bits do not depend on the batch it is in, nor a
+// column's on the columns beside it.
+TEST_CASE("gemm_nt_inplace: an element's bits do not depend on the batch or the columns beside it", "[ops][linalg][paths]") {
+  KernelCase kc(34, true);
+  const Index n = KernelCase::n, k = KernelCase::k;
+  auto product = [&](Index first, Index count, Index col, Index cols) {
+    Matrix<float> c(count, cols);
+    Eigen::Map<Matrix<float>> cm(c.data(), count, cols);
+    detail::gemm_acc(cm, Eigen::Map<const Matrix<float>>(kc.a.data() + first * k, count, k), false,
+                     Eigen::Map<const Matrix<float>>(kc.b.data() + col * k, cols, k), true, 1.f, kc.ws, true);
+    return c;
+  };
+  REQUIRE(inplace_gemm());
+  REQUIRE(detail::gemm_nt_inplace_applies(100, n, k));
+  const Matrix<float> whole = product(0, 100, 0, n);
+  int diffs = 0;
+  for (Index first : {Index(0), Index(1), Index(37), Index(50), Index(99)})
+    for (Index count : {Index(1), Index(3), Index(7), Index(50)}) {
+      if (first + count > 100) continue;
+      diffs += int((product(first, count, 0, n).array() != whole.middleRows(first, count).array()).count());
+    }
+  for (Index col : {Index(0), Index(1), Index(5), Index(397)})  // other column tiles: 1 x 1 and 4 x 1 edges
+    for (Index cols : {Index(1), Index(3)})
+      diffs += int((product(0, 100, col, cols).array() != whole.middleCols(col, cols).array()).count());
+  CHECK(diffs == 0);
+  kc.check_switch(whole, [&] { return product(0, 100, 0, n); });
 }
 #endif
 

@@ -10,8 +10,9 @@
 ///
 /// Built for AVX-512 (`reparam::native` on such a CPU), float products of a batch times a weight
 /// (C = A B, at most 256 rows) go through a kernel of our own instead, `gemm_nn_inplace`, which
-/// reads the weight in place rather than packing it (`set_inplace_gemm` switches it off; define
-/// REPARAM_NO_INPLACE_GEMM to leave it out).
+/// reads the weight in place rather than packing it, and so do a batch times a weight's transpose
+/// (C = A B^T, the input gradient of a layer: `gemm_nt_inplace`, dot products of rows).
+/// `set_inplace_gemm` switches both off; define REPARAM_NO_INPLACE_GEMM to leave them out.
 ///
 /// Optional BLAS backend: compiled with REPARAM_CBLAS defined (CMake: link `reparam::openblas`),
 /// the GEMM-sized float and double products call `cblas_sgemm` / `cblas_dgemm` instead (OpenBLAS
@@ -19,6 +20,7 @@
 /// Call `reparam::set_blas_threads(1)` when your own threads already use every core.
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <type_traits>
 
@@ -76,7 +78,9 @@ inline std::atomic<bool>& inplace_gemm_flag() noexcept {
 /// Whether float products of a batch (at most 256 rows) times a matrix of at least 16 columns (a
 /// layer's weight) go through the in-place kernel (`detail::gemm_nn_inplace`, built where the
 /// compiler targets AVX-512, e.g. `reparam::native`), which reads the weight where it is instead
-/// of packing it as Eigen's GEMM does. On by default; off gives Eigen's kernel and its bits (for
+/// of packing it as Eigen's GEMM does, and a batch times a weight's transpose (the input gradient,
+/// depth a multiple of 16 from 64: `detail::gemm_nt_inplace`) through its twin for rows. On by
+/// default; off gives Eigen's kernel and its bits (for
 /// comparisons, `bench/bench_vae`'s packed floor). The setting is global (an atomic, any thread);
 /// `inplace_gemm()` is always false where the kernel is not built.
 inline void set_inplace_gemm(bool on) noexcept {
@@ -218,6 +222,115 @@ inline void gemm_nn_inplace(Index m, Index n, Index k, const float* a, Index lda
   else
     gemm_nn_strip<1>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, pf);
 }
+
+/// Whether C (m x n) = A (m x k) B^T, B (n x k), row-major float, goes through `gemm_nt_inplace`: a
+/// batch of at most 256 rows times the transpose of a weight (the input gradient g W^T of a layer
+/// x W), A at most 1 MB, with a depth of at least 64 that is a multiple of 16. Measured against
+/// Eigen's GEMM on 100-row batches: at depths 128-784 that are multiples of 16 it is 5-20% faster
+/// in cache and 20-40% with the weight out of cache; at other depths (100, 200, 300, 1000) every
+/// other row starts inside a cache line, the loads split, and it was 10-70% slower; at depth 40
+/// the lane sums cost more than the products.
+inline bool gemm_nt_inplace_applies(Index m, Index n, Index k) noexcept {
+  return m >= 1 && m <= 256 && n >= 1 && k >= 64 && k % 16 == 0 && m * k <= (Index(1) << 18);
+}
+
+/// The lane sums of four vectors, in the four lanes of the result: lane l is added to lane l + 8,
+/// then l + 4, l + 2 and l + 1, the same tree for every vector whatever its neighbours, so an
+/// element's bits do not depend on which accumulators were reduced together.
+inline __m128 gemm_nt_sum4(__m512 x, __m512 y, __m512 u, __m512 w) noexcept {
+  // [x0-3 + x8-11, x4-7 + x12-15, the same for y] and for u, w
+  const __m512 xy = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
+  const __m512 uw = _mm512_add_ps(_mm512_shuffle_f32x4(u, w, 0x44), _mm512_shuffle_f32x4(u, w, 0xEE));
+  // one 128-bit block per vector: its four partial sums
+  __m512 r = _mm512_add_ps(_mm512_shuffle_f32x4(xy, uw, 0x88), _mm512_shuffle_f32x4(xy, uw, 0xDD));
+  r = _mm512_add_ps(r, _mm512_permute_ps(r, 0x4E));  // l + 2
+  r = _mm512_add_ps(r, _mm512_permute_ps(r, 0xB1));  // l + 1
+  return _mm512_castps512_ps128(_mm512_maskz_compress_ps(__mmask16(0x1111), r));
+}
+
+/// Four sums to four places of C: alpha s, or fma(alpha, s, c) with `accumulate` (explicit, so no
+/// tile's stores round differently from another's).
+inline void gemm_nt_put4(__m128 s, float alpha, bool accumulate, float* c0, float* c1, float* c2, float* c3) noexcept {
+  alignas(16) float v[4];
+  _mm_store_ps(v, s);
+  float* const dst[4] = {c0, c1, c2, c3};
+  for (int q = 0; q < 4; ++q) *dst[q] = accumulate ? std::fma(alpha, v[q], *dst[q]) : alpha * v[q];
+}
+
+/// C[0..MR) x [0..NR) = alpha A B^T (+ C with `accumulate`) for MR rows of A and NR rows of B: each
+/// element is a dot product of two contiguous rows, kept as 16 partial sums in a register over the
+/// depth (one chain of fused multiply-adds per lane; the depth is a multiple of 16) and summed
+/// across the lanes at the end by one fixed tree (`gemm_nt_sum4`), so its bits depend on neither
+/// the tile nor m. MR is 4 or 1, NR 6 or 1.
+template <int MR, int NR>
+inline void gemm_nt_tile(const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k, float alpha,
+                         bool accumulate) noexcept {
+  static_assert((MR == 4 || MR == 1) && (NR == 6 || NR == 1), "gemm_nt_tile: tiles are 4 or 1 by 6 or 1");
+  __m512 acc[MR][NR];
+  REPARAM_UNROLL
+  for (int i = 0; i < MR; ++i) {
+    REPARAM_UNROLL
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  }
+  for (Index p = 0; p < k; p += 16) {  // k is a multiple of 16 (gemm_nt_inplace_applies)
+    __m512 av[MR];
+    REPARAM_UNROLL
+    for (int i = 0; i < MR; ++i) av[i] = _mm512_loadu_ps(a + i * lda + p);
+    REPARAM_UNROLL
+    for (int j = 0; j < NR; ++j) {
+      const __m512 bv = _mm512_loadu_ps(b + j * ldb + p);
+      REPARAM_UNROLL
+      for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+    }
+  }
+  if constexpr (NR == 6) {
+    const __m128 al = _mm_set1_ps(alpha);
+    REPARAM_UNROLL
+    for (int i = 0; i < MR; ++i) {  // four neighbours in a row: one vector store
+      float* ci = c + i * ldc;
+      const __m128 s = gemm_nt_sum4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+      _mm_storeu_ps(ci, accumulate ? _mm_fmadd_ps(al, s, _mm_loadu_ps(ci)) : _mm_mul_ps(al, s));
+    }
+    if constexpr (MR == 4) {
+      REPARAM_UNROLL
+      for (int i = 0; i < 4; i += 2) {
+        float *ci = c + i * ldc, *cn = ci + ldc;
+        gemm_nt_put4(gemm_nt_sum4(acc[i][4], acc[i][5], acc[i + 1][4], acc[i + 1][5]), alpha, accumulate, ci + 4, ci + 5, cn + 4, cn + 5);
+      }
+    } else {
+      const __m128 s = gemm_nt_sum4(acc[0][4], acc[0][5], acc[0][4], acc[0][5]);
+      alignas(16) float v[4];
+      _mm_store_ps(v, s);
+      for (int q = 0; q < 2; ++q) c[4 + q] = accumulate ? std::fma(alpha, v[q], c[4 + q]) : alpha * v[q];
+    }
+  } else if constexpr (MR == 4) {
+    gemm_nt_put4(gemm_nt_sum4(acc[0][0], acc[1][0], acc[2][0], acc[3][0]), alpha, accumulate, c, c + ldc, c + 2 * ldc, c + 3 * ldc);
+  } else {
+    const float s = _mm_cvtss_f32(gemm_nt_sum4(acc[0][0], acc[0][0], acc[0][0], acc[0][0]));
+    *c = accumulate ? std::fma(alpha, s, *c) : alpha * s;
+  }
+}
+
+/// C (m x n) = alpha A B^T, or C += alpha A B^T with `accumulate` (row-major; A is m x k, B is n x
+/// k, k a multiple of 16), for a batch A times a weight's transpose, without packing B: Eigen's
+/// GEMM packs the whole weight on every call, a large part of a product with 50 or 100 rows.
+/// Tiles of 4 rows of A by 6 rows of B (24 dot products in registers); the 6 rows of B (at most 19
+/// KB at depth 784) stay in L1 while every row of A passes. Each element is its own dot product of a row of A and a row
+/// of B (`gemm_nt_tile`), so a batch split between threads gives the whole batch's bits.
+inline void gemm_nt_inplace(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
+                            Index ldc, float alpha, bool accumulate) noexcept {
+  Index j = 0;
+  for (; j + 6 <= n; j += 6) {
+    Index i = 0;
+    for (; i + 4 <= m; i += 4) gemm_nt_tile<4, 6>(a + i * lda, lda, b + j * ldb, ldb, c + i * ldc + j, ldc, k, alpha, accumulate);
+    for (; i < m; ++i) gemm_nt_tile<1, 6>(a + i * lda, lda, b + j * ldb, ldb, c + i * ldc + j, ldc, k, alpha, accumulate);
+  }
+  for (; j < n; ++j) {
+    Index i = 0;
+    for (; i + 4 <= m; i += 4) gemm_nt_tile<4, 1>(a + i * lda, lda, b + j * ldb, ldb, c + i * ldc + j, ldc, k, alpha, accumulate);
+    for (; i < m; ++i) gemm_nt_tile<1, 1>(a + i * lda, lda, b + j * ldb, ldb, c + i * ldc + j, ldc, k, alpha, accumulate);
+  }
+}
 #endif
 
 template <class T>
@@ -296,6 +409,10 @@ void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bo
   if constexpr (std::is_same<T, float>::value) {
     if (!to_blas && !trans_a && !trans_b && gemm_nn_inplace_applies(m, n, k) && inplace_gemm()) {
       gemm_nn_inplace(m, n, k, A.data(), A.cols(), B.data(), B.cols(), C.data(), C.cols(), alpha, !assign);
+      return;
+    }
+    if (!to_blas && !trans_a && trans_b && gemm_nt_inplace_applies(m, n, k) && inplace_gemm()) {
+      gemm_nt_inplace(m, n, k, A.data(), A.cols(), B.data(), B.cols(), C.data(), C.cols(), alpha, !assign);
       return;
     }
   }
@@ -389,72 +506,120 @@ struct TnTerm {
   const T* dense = nullptr;
 };
 
-/// Rows [first, last) of C (m x n, row-major) = the sum of the terms in their order, computed
-/// block by block: emit(row, count, block) is called once per block of `count` whole rows from
-/// `row`, in order, with the block's final values (row-major, contiguous). Each element is summed
-/// term after term (a product term accumulated by the kernel into the sum so far), so a sum of
-/// products kept in buffers and added afterwards gives the same bits (sign of zero aside: a first
-/// term is added to nothing rather than to +0). With `out` null the blocks are in a scratch
-/// buffer the callee may overwrite; with `out` (C's storage) each block is computed there, added
-/// to its contents when `accumulate`. `first` must be a multiple of `gemm_tn_block_rows<T>(m, n)`
-/// for the bits of the whole product; every product term must pass `gemm_tn_rows_applies` (else
-/// this returns false and emits nothing).
-template <class T, class Emit>
-bool gemm_tn_sum_rows(const TnTerm<T>* terms, int count, Index m, Index n, Index first, Index last, Workspace<T>& ws,
-                      Emit&& emit, T* out = nullptr, bool accumulate = false) {
+namespace tn {
+// Eigen's column-major problem C^T (n x m) = G^T A: lhs G^T (column-major, stride n), rhs A
+// (row-major, stride m); a column block of C^T is a block of whole rows of C.
+template <class T>
+using Traits = Eigen::internal::gebp_traits<T, T>;
+template <class T>
+using LhsMapper = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
+template <class T>
+using RhsMapper = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::RowMajor>;
+template <class T>
+using ResMapper = Eigen::internal::blas_data_mapper<T, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+
+/// The depth blocking of gemm_kernel for the whole product (same panels, so the same sums in
+/// the same order).
+template <class T>
+Index depth_block(Index m, Index n, Index k) {
+  Index kc = k, mc = n, nc = m;
+  Eigen::internal::computeProductBlockingSizes<T, T, 1, Index>(kc, mc, nc, Index(1));
+  return kc;
+}
+constexpr Index padded(Index size, Index pad) { return (size + pad - 1) / pad * pad; }
+
+/// Where the pieces of a sum of products live in its workspace: every G^T packed (size_a), the
+/// packed panel of A (size_b), then a scratch block of C (rows x n).
+struct Layout {
+  Index size_a = 0, size_b = 0, rows = 0;
+};
+template <class T>
+Layout layout(const TnTerm<T>* terms, int count, Index m, Index n) {
+  constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));  // each buffer on a cache line
+  Layout l;
+  l.rows = gemm_tn_block_rows<T>(m, n);
+  for (int u = 0; u < count; ++u)
+    if (terms[u].dense == nullptr) {
+      l.size_a += padded(n * terms[u].depth, pad);
+      l.size_b = std::max(l.size_b, padded(depth_block<T>(m, n, terms[u].depth) * l.rows, pad));
+    }
+  return l;
+}
+}  // namespace tn
+
+/// The first half of `gemm_tn_sum_rows`, for callers that compute a sum's rows in several calls
+/// (`nn::DataParallel`'s threads taking blocks as they come): every product term's G^T packed
+/// into `ws`, once. `gemm_tn_sum_rows_packed` then computes any rows from it, as long as `ws`
+/// is not used for anything else in between. Returns false where a product term fails
+/// `gemm_tn_rows_applies` (nothing packed).
+template <class T>
+bool gemm_tn_sum_pack(const TnTerm<T>* terms, int count, Index m, Index n, Workspace<T>& ws) {
   if constexpr (!tn_rows_kernel<T>()) {
-    (void)terms, (void)count, (void)m, (void)n, (void)first, (void)last, (void)ws, (void)emit, (void)out, (void)accumulate;
+    (void)terms, (void)count, (void)m, (void)n, (void)ws;
     return false;
   } else {
-    namespace ei = Eigen::internal;
-    if (first >= last || n == 0) return true;
     for (int u = 0; u < count; ++u)
       if (terms[u].dense == nullptr && !gemm_tn_rows_applies<T>(m, n, terms[u].depth)) return false;
-    // Eigen's column-major problem C^T (n x m) = G^T A: lhs G^T (column-major, stride n), rhs A
-    // (row-major, stride m); a column block of C^T is a block of whole rows of C.
-    using Traits = ei::gebp_traits<T, T>;
-    using LhsMapper = ei::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
-    using RhsMapper = ei::const_blas_data_mapper<T, Index, Eigen::RowMajor>;
-    using ResMapper = ei::blas_data_mapper<T, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+    if (n == 0) return true;
+    constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));
+    const tn::Layout l = tn::layout(terms, count, m, n);
+    T* packed = ws.get(static_cast<std::size_t>(l.size_a + l.size_b + l.rows * n));
+    Eigen::internal::gemm_pack_lhs<T, Index, tn::LhsMapper<T>, tn::Traits<T>::mr, tn::Traits<T>::LhsProgress,
+                                   typename tn::Traits<T>::LhsPacket4Packing, Eigen::ColMajor>
+        pack_lhs;
+    for (int u = 0; u < count; ++u) {  // panel after panel
+      const TnTerm<T>& t = terms[u];
+      if (t.dense != nullptr) continue;
+      const Index kc = tn::depth_block<T>(m, n, t.depth);
+      const tn::LhsMapper<T> lhs(t.g, n);
+      for (Index k2 = 0; k2 < t.depth; k2 += kc) pack_lhs(packed + n * k2, lhs.getSubMapper(0, k2), std::min(kc, t.depth - k2), n);
+      packed += tn::padded(n * t.depth, pad);
+    }
+    return true;
+  }
+}
+
+/// Grows `ws` to what `gemm_tn_sum_pack` needs for `count` product terms of the given depths and
+/// an m x n sum, so that packing any of them later allocates nothing.
+template <class T>
+void gemm_tn_sum_reserve(const Index* depths, int count, Index m, Index n, Workspace<T>& ws) {
+  if constexpr (tn_rows_kernel<T>()) {
+    if (n == 0 || m == 0) return;
+    constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));
+    tn::Layout l;  // as tn::layout computes it for product terms of these depths
+    l.rows = gemm_tn_block_rows<T>(m, n);
+    for (int u = 0; u < count; ++u)
+      if (depths[u] > 0) {
+        l.size_a += tn::padded(n * depths[u], pad);
+        l.size_b = std::max(l.size_b, tn::padded(tn::depth_block<T>(m, n, depths[u]) * l.rows, pad));
+      }
+    ws.get(static_cast<std::size_t>(l.size_a + l.size_b + l.rows * n));
+  } else {
+    (void)depths, (void)count, (void)m, (void)n, (void)ws;
+  }
+}
+
+/// The second half: rows [first, last) of the sum (see `gemm_tn_sum_rows`) from the G^T that
+/// `gemm_tn_sum_pack` put in `ws` for the same terms and shape.
+template <class T, class Emit>
+void gemm_tn_sum_rows_packed(const TnTerm<T>* terms, int count, Index m, Index n, Index first, Index last, Workspace<T>& ws,
+                             Emit&& emit, T* out = nullptr, bool accumulate = false) {
+  if constexpr (!tn_rows_kernel<T>()) {
+    (void)terms, (void)count, (void)m, (void)n, (void)first, (void)last, (void)ws, (void)emit, (void)out, (void)accumulate;
+  } else {
+    if (first >= last || n == 0) return;
     using Array = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
     using ConstArray = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-    ei::gemm_pack_lhs<T, Index, LhsMapper, Traits::mr, Traits::LhsProgress, typename Traits::LhsPacket4Packing, Eigen::ColMajor>
-        pack_lhs;
-    ei::gemm_pack_rhs<T, Index, RhsMapper, Traits::nr, Eigen::RowMajor> pack_rhs;
-    ei::gebp_kernel<T, T, Index, ResMapper, Traits::mr, Traits::nr, false, false> gebp;
-    // The depth blocking of gemm_kernel for the whole product (same panels, so the same sums in
-    // the same order).
-    auto depth_block = [n, m](Index k) {
-      Index kc = k, mc = n, nc = m;
-      ei::computeProductBlockingSizes<T, T, 1, Index>(kc, mc, nc, Index(1));
-      return kc;
-    };
-    const Index rows = gemm_tn_block_rows<T>(m, n);  // the grid of blocks of the whole product
-    constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));  // each buffer on a cache line
-    auto padded = [](Index size) { return (size + pad - 1) / pad * pad; };
-    Index size_a = 0, size_b = 0;
-    for (int u = 0; u < count; ++u)
-      if (terms[u].dense == nullptr) {
-        size_a += padded(n * terms[u].depth);
-        size_b = std::max(size_b, padded(depth_block(terms[u].depth) * rows));
-      }
-    T* const block_a = ws.get(static_cast<std::size_t>(size_a + size_b + (out ? 0 : rows * n)));
-    T* const block_b = block_a + size_a;
-    {  // every G^T packed once, panel after panel
-      T* packed = block_a;
-      for (int u = 0; u < count; ++u) {
-        const TnTerm<T>& t = terms[u];
-        if (t.dense != nullptr) continue;
-        const Index kc = depth_block(t.depth);
-        const LhsMapper lhs(t.g, n);
-        for (Index k2 = 0; k2 < t.depth; k2 += kc) pack_lhs(packed + n * k2, lhs.getSubMapper(0, k2), std::min(kc, t.depth - k2), n);
-        packed += padded(n * t.depth);
-      }
-    }
-    for (Index j = first; j < last; j += rows) {
-      const Index cnt = std::min(rows, last - j);
-      T* const c = out ? out + j * n : block_b + size_b;
-      const ResMapper res(c, n);
+    Eigen::internal::gemm_pack_rhs<T, Index, tn::RhsMapper<T>, tn::Traits<T>::nr, Eigen::RowMajor> pack_rhs;
+    Eigen::internal::gebp_kernel<T, T, Index, tn::ResMapper<T>, tn::Traits<T>::mr, tn::Traits<T>::nr, false, false> gebp;
+    constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));
+    const tn::Layout l = tn::layout(terms, count, m, n);
+    T* const block_a = ws.get(static_cast<std::size_t>(l.size_a + l.size_b + l.rows * n));
+    T* const block_b = block_a + l.size_a;
+    for (Index j = first; j < last; j += l.rows) {
+      const Index cnt = std::min(l.rows, last - j);
+      T* const c = out ? out + j * n : block_b + l.size_b;
+      const tn::ResMapper<T> res(c, n);
       bool started = out != nullptr && accumulate;  // c holds a sum to add to
       const T* packed = block_a;
       for (int u = 0; u < count; ++u) {
@@ -469,20 +634,40 @@ bool gemm_tn_sum_rows(const TnTerm<T>* terms, int count, Index m, Index n, Index
         }
         if (!started) std::fill(c, c + cnt * n, T(0));  // the kernel accumulates; the block is in cache after
         started = true;
-        const Index kc = depth_block(t.depth);
-        const RhsMapper rhs(t.a, m);
+        const Index kc = tn::depth_block<T>(m, n, t.depth);
+        const tn::RhsMapper<T> rhs(t.a, m);
         for (Index k2 = 0; k2 < t.depth; k2 += kc) {
           const Index depth = std::min(kc, t.depth - k2);
           pack_rhs(block_b, rhs.getSubMapper(k2, j), depth, cnt);
           gebp(res, packed + n * k2, block_b, n, depth, cnt, t.alpha);
         }
-        packed += padded(n * t.depth);
+        packed += tn::padded(n * t.depth, pad);
       }
       if (!started) std::fill(c, c + cnt * n, T(0));  // no terms: C is zero
       emit(j, cnt, c);
     }
-    return true;
   }
+}
+
+/// Rows [first, last) of C (m x n, row-major) = the sum of the terms in their order, computed
+/// block by block: emit(row, count, block) is called once per block of `count` whole rows from
+/// `row`, in order, with the block's final values (row-major, contiguous). Each element is summed
+/// term after term (a product term accumulated by the kernel into the sum so far), so a sum of
+/// products kept in buffers and added afterwards gives the same bits (sign of zero aside: a first
+/// term is added to nothing rather than to +0). With `out` null the blocks are in a scratch
+/// buffer the callee may overwrite; with `out` (C's storage) each block is computed there, added
+/// to its contents when `accumulate`. `first` must be a multiple of `gemm_tn_block_rows<T>(m, n)`
+/// for the bits of the whole product; every product term must pass `gemm_tn_rows_applies` (else
+/// this returns false and emits nothing). `gemm_tn_sum_pack` and `gemm_tn_sum_rows_packed` are
+/// its two halves.
+template <class T, class Emit>
+bool gemm_tn_sum_rows(const TnTerm<T>* terms, int count, Index m, Index n, Index first, Index last, Workspace<T>& ws,
+                      Emit&& emit, T* out = nullptr, bool accumulate = false) {
+  if (!tn_rows_kernel<T>()) return false;
+  if (first >= last || n == 0) return true;
+  if (!gemm_tn_sum_pack(terms, count, m, n, ws)) return false;
+  gemm_tn_sum_rows_packed(terms, count, m, n, first, last, ws, emit, out, accumulate);
+  return true;
 }
 
 /// Rows of C (A.cols() x G.cols(), row-major) = alpha * A^T G, computed block by block: emit(first,
