@@ -5,7 +5,12 @@
 // and every misuse is refused with its message.
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cstdint>
 #include <limits>
+#include <stdexcept>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -360,9 +365,11 @@ TEST_CASE("DataParallel.set_stream_updates: the same bits on one thread (Adam in
   REQUIRE_ERROR(dp2.step(13, twice(false), o), GraphError,
                 "reparam: DataParallel.step: f cleared its tape, which holds the gradients' factors until the update (with "
                 "stream_updates, build one graph per step)");
+  // clearing is refused at the clear itself (other threads may be reading the factors), so a
+  // second graph on the same tape never gets to hand a gradient over twice
   REQUIRE_ERROR(dp2.step(13, twice(true), o), GraphError,
-                "reparam: DataParallel.step: a parameter's gradient was handed over twice in one step (one backward per "
-                "thread and step, without clearing the tape)");
+                "reparam: DataParallel.step: f cleared its tape, which holds the gradients' factors until the update (with "
+                "stream_updates, build one graph per step)");
   dp2.step(13, [&n](TapeF& t, Index first, Index count, int) {
     t.backward(sum(square(n.mlp(t.constant(n.x.middleRows(first, count))))) / 13.0f);
   }, o);
@@ -370,36 +377,55 @@ TEST_CASE("DataParallel.set_stream_updates: the same bits on one thread (Adam in
 }
 
 namespace stream_test {
-// Weights of several blocks each (784 x 100, 100 x 784), split between the threads' updates.
+// An autoencoder 784-100-784 on 24 binary rows whose weights span several blocks each, twice
+// (a: stored gradients, run then Adam.step; b: stream_updates), with f(model, hold) building the
+// loss, thread `slow` sleeping 40 ms after its backward when `hold`.
 template <class T>
-void check_split_weights(int threads) {
-  static constexpr Index rows = 24;  // static: no lambda needs to capture it
-  const M<T> x = (Gen(8).matrix(rows, 784, 0, 1).array() > 0.5).template cast<T>().matrix();
+struct AePair {
+  static constexpr Index rows = 24;
   struct Model {
     Rng rng{9};
     nn::Mlp<T> mlp{{784, 100, 784}, nn::Activation::relu, rng};
     nn::ParameterList<T> params;
     Model() { mlp.collect(params, "ae"); }
-  } a, b;
-  optim::Adam<T> oa(a.params.pointers(), {T(1e-3)}), ob(b.params.pointers(), {T(1e-3)});
-  nn::DataParallel<T> da(a.params, threads), db(b.params, threads);
-  db.set_stream_updates(true);
-  db.set_evict_shared(true);
-  auto f = [&x](Model& m) {
-    return [&x, &m](BasicTape<T>& t, Index first, Index count, int) {
+  };
+  M<T> x;
+  Model a, b;
+  optim::Adam<T> oa{a.params.pointers(), {T(1e-3)}}, ob{b.params.pointers(), {T(1e-3)}};
+  nn::DataParallel<T> da, db;
+  int slow = -1;
+  AePair(int threads, std::uint64_t seed)
+      : x((Gen(seed).matrix(rows, 784, 0, 1).array() > 0.5).template cast<T>().matrix()), da(a.params, threads), db(b.params, threads) {
+    db.set_stream_updates(true);
+    db.set_evict_shared(true);
+  }
+  auto f(Model& m, bool hold) {
+    return [this, &m, hold](BasicTape<T>& t, Index first, Index count, int th) {
       const BasicVar<T> xv = t.constant(x.middleRows(first, count));
       t.backward(sum(bce_with_logits(m.mlp(xv), xv)) / T(rows));
+      if (hold && th == slow) std::this_thread::sleep_for(std::chrono::milliseconds(40));
     };
-  };
-  for (int s = 0; s < 3; ++s) {
-    da.step(rows, f(a), oa);
-    db.step(rows, f(b), ob);
   }
-  for (std::size_t i = 0; i < a.params.size(); ++i) {
-    INFO(threads << " threads, " << a.params.name(i));
-    CHECK(a.params[i].value == b.params[i].value);
-    CHECK(oa.exp_avg_sq(i) == ob.exp_avg_sq(i));
+  void step(bool hold) {
+    da.step(rows, f(a, false), oa);
+    db.step(rows, f(b, hold), ob);
   }
+  void check_same(const std::string& what) {
+    for (std::size_t i = 0; i < a.params.size(); ++i) {
+      INFO(what << ", " << a.params.name(i));
+      CHECK(a.params[i].value == b.params[i].value);
+      CHECK(oa.exp_avg(i) == ob.exp_avg(i));
+      CHECK(oa.exp_avg_sq(i) == ob.exp_avg_sq(i));
+    }
+  }
+};
+
+// Weights of several blocks each (784 x 100, 100 x 784), split between the threads' updates.
+template <class T>
+void check_split_weights(int threads) {
+  AePair<T> p(threads, 8);
+  for (int s = 0; s < 3; ++s) p.step(false);
+  p.check_same(std::to_string(threads) + " threads");
 }
 }  // namespace stream_test
 
@@ -408,6 +434,79 @@ TEST_CASE("DataParallel.set_stream_updates: weights of several blocks split betw
     stream_test::check_split_weights<float>(threads);
     stream_test::check_split_weights<double>(threads);
   }
+}
+
+namespace stream_test {
+// A thread that finishes its sweep first takes the ready pieces of a slow thread's update: with
+// one thread held back after its backward (its gradients handed over, its sweep not finished),
+// the others take its weights' blocks, and the parameters get the bits of run then Adam.step.
+template <class T>
+void check_taken_pieces(int threads, int slow) {
+  AePair<T> p(threads, 10);
+  p.slow = slow;
+  int taken = 0, pieces = 0;
+  for (int s = 0; s < 2; ++s) {
+    p.step(true);
+    for (int t = 0; t < threads; ++t) {
+      taken += p.db.update_pieces(t).taken;
+      pieces += p.db.update_pieces(t).own + p.db.update_pieces(t).taken;
+    }
+  }
+  // each weight's rows in blocks, each bias one piece; every piece run once per step
+  const Index r1 = detail::gemm_tn_block_rows<T>(784, 100), r2 = detail::gemm_tn_block_rows<T>(100, 784);
+  CHECK(pieces == 2 * ((784 + r1 - 1) / r1 + (100 + r2 - 1) / r2 + 2));
+  CHECK(taken > 0);  // the held thread's weight blocks were ready 40 ms before it finished
+  p.check_same(std::to_string(threads) + " threads, thread " + std::to_string(slow) + " held");
+}
+}  // namespace stream_test
+
+TEST_CASE("DataParallel.set_stream_updates: a thread done first takes a slow thread's ready pieces, the same bits", "[stream][threads]") {
+  stream_test::check_taken_pieces<float>(2, 1);
+  stream_test::check_taken_pieces<float>(2, 0);
+  stream_test::check_taken_pieces<double>(3, 2);
+  nn::ParameterList<float> none;
+  nn::DataParallel<float> dp(none, 2);
+  CHECK(dp.update_pieces(1).own == 0);
+  REQUIRE_ERROR(dp.update_pieces(2), ShapeError, "reparam: DataParallel.update_pieces: no thread 2 of 2");
+}
+
+TEST_CASE("DataParallel.set_stream_updates: a sweep that fails after its hand-over stops the update, and the next step runs", "[stream][threads][errors]") {
+  Net<float> n;
+  optim::Adam<float> o(n.params.pointers(), {0.01f});
+  nn::DataParallel<float> dp(n.params, 2);
+  dp.set_stream_updates(true);
+  auto loss = [&n](TapeF& t, Index first, Index count) {
+    t.backward(sum(square(n.mlp(t.constant(n.x.middleRows(first, count))))) / 13.0f);
+  };
+  for (int thrower : {0, 1}) {
+    // the factors are handed over, then f throws: the other thread may have updated some pieces
+    // (as an exception in a one-thread streamed sweep leaves the blocks updated so far), never hangs
+    REQUIRE_THROWS_WITH(dp.step(13, [&](TapeF& t, Index first, Index count, int th) {
+      loss(t, first, count);
+      if (th == thrower) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        throw std::runtime_error("late");
+      }
+    }, o), "late");
+    // clearing the tape inside f is refused at once: other threads may be reading its factors
+    REQUIRE_ERROR(dp.step(13, [&](TapeF& t, Index first, Index count, int th) {
+      loss(t, first, count);
+      if (th == thrower) t.clear();
+    }, o), GraphError, "reparam: DataParallel.step: f cleared its tape, which holds the gradients' factors until the update "
+                       "(with stream_updates, build one graph per step)");
+  }
+  for (std::size_t i = 0; i < n.params.size(); ++i) CHECK(n.params[i].value.allFinite());
+  // the guard itself, on a tape of one's own
+  TapeF tape;
+  tape.guard_clear("test", "held");
+  REQUIRE_ERROR(tape.clear(), GraphError, "reparam: test: held");
+  tape.guard_clear(nullptr, nullptr);
+  tape.clear();
+  const long before = o.steps();
+  dp.step(13, [&](TapeF& t, Index first, Index count, int) { loss(t, first, count); }, o);
+  CHECK(o.steps() == before + 1);
+  dp.tape(0).clear();  // the guard ends with the step
+  for (std::size_t i = 0; i < n.params.size(); ++i) CHECK(n.params[i].value.allFinite());
 }
 
 TEST_CASE("DataParallel.update_rows: whole blocks tiling each weight, the threads' totals within a block", "[stream]") {

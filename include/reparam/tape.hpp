@@ -364,12 +364,22 @@ class BasicTape {
   /// Drops the graph (every Var of it becomes invalid) and keeps the memory for reuse; ends an
   /// `overwrite_gradients()`.
   void clear() {
+    if (guard_op_ != nullptr) detail::throw_graph(guard_op_, guard_what_);
     nodes_.clear();
     in_place_.clear();
     overwrite_ = false;
     streamed_ = false;
     arena_.reset();
     ++generation_;
+  }
+
+  /// While guarded, `clear()` throws GraphError ("reparam: <op>: <what>") and frees nothing:
+  /// `nn::DataParallel` guards each thread's tape from the end of its clear to the end of the
+  /// step, since other threads read the gradients' factors in this tape's storage. `nullptr`
+  /// lifts the guard. The strings must outlive it.
+  void guard_clear(const char* op, const char* what) noexcept {
+    guard_op_ = op;
+    guard_what_ = what;
   }
 
   /// A number that changes at every `clear()` (Vars and factors handed out before are stale).
@@ -618,6 +628,8 @@ class BasicTape {
   std::vector<Stream> streams_;
   bool overwrite_ = false;
   bool streamed_ = false;  // a sweep of this graph streamed a gradient
+  const char* guard_op_ = nullptr;  // guard_clear
+  const char* guard_what_ = nullptr;
   bool grad_enabled_ = true;
   detail::Arena arena_;
   detail::Workspace<T> workspace_;

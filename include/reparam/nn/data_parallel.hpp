@@ -19,11 +19,16 @@
 ///
 /// Training steps with Adam and `set_stream_updates(true)` (the VAE programs) skip the stored
 /// weight gradients: the threads hand each weight's gradient x^T g over as its factors, which
-/// stay in their tapes, and after the sweeps every thread computes the whole batch's gradient
-/// for its share of each weight's rows (the threads' products added in thread order, the bits
-/// of the stored sum) and updates each block with Adam while it is in cache.
+/// stay in their tapes, and every thread then computes the whole batch's gradient for its share
+/// of each weight's rows (the threads' products added in thread order, the bits of the stored
+/// sum) and updates each block with Adam while it is in cache. There is no barrier between the
+/// sweeps and the update: a weight is updated as soon as every thread has handed its gradient
+/// over, and a thread whose sweep ends first takes the ready blocks of slower threads' shares,
+/// so the cores do not wait for each other (on the 2-vCPU VM of our measurements the threads'
+/// sweeps differ by about 0.2 ms from step to step).
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -61,7 +66,27 @@ class DataParallel {
     load_.resize(nt);
     order_.resize(nt);
     plan_shares();
-    for (int t = 0; t < n; ++t) workspaces_.push_back(std::make_unique<detail::Workspace<T>>());
+    for (std::size_t k = 0; k < nt * params_.size(); ++k) workspaces_.push_back(std::make_unique<detail::Workspace<T>>());
+    handed_.reset(new std::atomic<int>[params_.size()]);
+    sinks_.resize(nt);
+    for (int t = 0; t < n; ++t) sinks_[static_cast<std::size_t>(t)] = {this, t};
+    packed_.assign(nt, std::vector<char>(params_.size()));
+    touched_.assign(nt, std::vector<char>(params_.size()));
+    items_.resize(nt);
+    pieces_.resize(nt);
+    depths_.assign(nt * params_.size(), 0);
+    claimed_.resize(nt);
+    claimed_size_.assign(nt, 0);
+    for (std::size_t t = 0; t < nt; ++t) {  // room for every item of every parameter: planning allocates nothing
+      std::size_t total = 0;
+      for (const Parameter<T>* p : params_) {
+        const Index step = detail::gemm_tn_block_rows<T>(p->rows(), p->cols());
+        total += static_cast<std::size_t>((p->rows() + step - 1) / step) + 1;
+      }
+      items_[t].reserve(total);
+      claimed_[t].reset(new std::atomic<unsigned char>[total]);
+      claimed_size_[t] = total;
+    }
     grads_.resize(nt);
     for (int t = 1; t < n; ++t) {
       auto& g = grads_[static_cast<std::size_t>(t)];
@@ -85,13 +110,18 @@ class DataParallel {
   /// added in thread order into the block, and updates each block while it is in cache; the
   /// other parameters (biases) are summed inside Adam's pass as before, not written back. The
   /// same parameter values as without, bit for bit (sign of zero aside). `f` must not clear its
-  /// tape (the factors live in it). Off by default; other optimizers are not affected.
+  /// tape (the factors live in it: `clear()` is refused during the step). On more than one
+  /// thread a weight's value changes as soon as every thread has handed its gradient over, while
+  /// other threads may still be sweeping: f must not read the stepped parameters' values after
+  /// its `backward`. After an exception from f the step is abandoned, and blocks other threads
+  /// updated before it stay updated (as after an exception in a one-thread streamed sweep). Off
+  /// by default; other optimizers are not affected.
   void set_stream_updates(bool on) noexcept { stream_updates_ = on; }
   bool stream_updates() const noexcept { return stream_updates_; }
   /// With `stream_updates` on more than one thread, have each thread evict from its core's
   /// caches the cache lines other threads will write next (x86: `clflushopt`, else nothing):
-  /// after its sweep, the rows of the weights other threads update; after the update, the other
-  /// threads' factors it read. Every step each core reads lines another core writes; where the
+  /// once its sweep hands a weight over, the rows of it that other threads update; after the
+  /// update, the other threads' factors it read. Every step each core reads lines another core writes; where the
   /// cores do not share a last-level cache, each such write then waits for the line to be taken
   /// from the reader's cache, and evicting first is cheaper. On the 2-vCPU VM of our
   /// measurements Adam's pass over its share took 3-4x as long without, and the 2-thread VAE
@@ -103,13 +133,27 @@ class DataParallel {
   /// with `stream_updates` on more than one thread: whole blocks of the weight gradient's product
   /// grid, contiguous, the blocks of all the parameters split so that the threads' totals of
   /// elements differ by at most about one block (planned from the shapes at construction and at
-  /// every such step). The threads' ranges of a parameter tile its rows.
+  /// every such step). The threads' ranges of a parameter tile its rows. This is each thread's
+  /// own share; a thread done with its own takes ready blocks of the others' (`update_pieces`).
   std::pair<Index, Index> update_rows(std::size_t i, int t) const {
     if (i >= params_.size() || t < 0 || t >= threads())
       reparam::detail::throw_shape("DataParallel.update_rows", "no parameter " + std::to_string(i) + " of " +
                                                                    std::to_string(params_.size()) + " or thread " +
                                                                    std::to_string(t) + " of " + std::to_string(threads()));
     return owned_rows(i, t);
+  }
+  /// How the update of the last `step(rows, f, adam)` with `stream_updates` on more than one
+  /// thread was shared: pieces (blocks of a weight's rows, a parameter's elements) thread t ran
+  /// from its own share (`update_rows`) and from other threads' shares. A thread whose sweep ends
+  /// first takes the pieces of others that are ready; which thread runs a piece does not change
+  /// its bits. A diagnostic: on a machine whose cores run at one speed `taken` stays small.
+  struct UpdatePieces {
+    int own = 0, taken = 0;
+  };
+  UpdatePieces update_pieces(int t) const {
+    if (t < 0 || t >= threads())
+      reparam::detail::throw_shape("DataParallel.update_pieces", "no thread " + std::to_string(t) + " of " + std::to_string(threads()));
+    return pieces_[static_cast<std::size_t>(t)];
   }
   BasicTape<T>& tape(int t) { return *tapes_.at(static_cast<std::size_t>(t)); }
   ThreadPool& pool() noexcept { return pool_; }
@@ -195,33 +239,38 @@ class DataParallel {
   template <class O>
   struct steps_on_pool<O, std::void_t<decltype(std::declval<O&>().step(std::declval<ThreadPool&>()))>> : std::true_type {};
 
-  /// With `keep_tapes`, f must leave its tape's graph in place (GraphError if it clears it).
-  template <class F>
-  void compute(Index rows, F& f, bool accumulate, bool keep_tapes = false) {
-    const int n = threads();
+  void prepare_gradients() {
     for (auto& p : params_)
       if (p->grad.rows() != p->rows() || p->grad.cols() != p->cols()) p->zero_grad();
-    pool_.run([&](int t) {
-      BasicTape<T>& tape = *tapes_[static_cast<std::size_t>(t)];
-      tape.clear();
-      // Zeroing every buffer would be a pass over all the parameters' memory: instead the first
-      // sweep assigns into the buffers (GEMMs with beta = 0) and only those it never reached
-      // are zeroed after f.
-      const bool overwrite = t > 0 || !accumulate;
-      if (overwrite) tape.overwrite_gradients();
-      const auto s = ThreadPool::shard(rows, t, n);
-      const std::uint64_t graph = tape.generation();
-      if (s.second > 0) f(tape, s.first, s.second, t);
-      if (keep_tapes && tape.generation() != graph)
-        reparam::detail::throw_graph("DataParallel.step", "f cleared its tape, which holds the gradients' factors until the "
-                                                          "update (with stream_updates, build one graph per step)");
-      if (keep_tapes && evict_shared_) evict_weights(t);
-      if (overwrite)
-        for (std::size_t i = 0; i < params_.size(); ++i) {
-          Matrix<T>& g = t > 0 ? grads_[static_cast<std::size_t>(t)][i] : params_[i]->grad;
-          if (tape.gradient_pending(g)) g.setZero();
-        }
-    });
+  }
+  template <class F>
+  void compute(Index rows, F& f, bool accumulate) {
+    prepare_gradients();
+    pool_.run([&](int t) { sweep(rows, f, accumulate, false, t); });
+  }
+  /// Thread t's part of `compute`: its rows through f on its tape. With `keep_tapes`, f must
+  /// leave its tape's graph in place (GraphError if it clears it).
+  template <class F>
+  void sweep(Index rows, F& f, bool accumulate, bool keep_tapes, int t) {
+    const int n = threads();
+    BasicTape<T>& tape = *tapes_[static_cast<std::size_t>(t)];
+    tape.clear();
+    // Zeroing every buffer would be a pass over all the parameters' memory: instead the first
+    // sweep assigns into the buffers (GEMMs with beta = 0) and only those it never reached are
+    // zeroed after f.
+    const bool overwrite = t > 0 || !accumulate;
+    if (overwrite) tape.overwrite_gradients();
+    const auto s = ThreadPool::shard(rows, t, n);
+    const std::uint64_t graph = tape.generation();
+    // other threads may read this tape's factors as soon as they are handed over
+    if (keep_tapes) tape.guard_clear("DataParallel.step", kClearedTape);
+    if (s.second > 0) f(tape, s.first, s.second, t);
+    if (keep_tapes && tape.generation() != graph) reparam::detail::throw_graph("DataParallel.step", kClearedTape);
+    if (overwrite)
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        Matrix<T>& g = t > 0 ? grads_[static_cast<std::size_t>(t)][i] : params_[i]->grad;
+        if (tape.gradient_pending(g)) g.setZero();
+      }
   }
 
   /// p.grad += g_1 + g_2 + ... in that order for every element, threads taking element ranges;
@@ -242,47 +291,109 @@ class DataParallel {
     });
   }
 
+  static constexpr const char* kClearedTape =
+      "f cleared its tape, which holds the gradients' factors until the update (with stream_updates, build one graph per "
+      "step)";
   /// A weight's gradient handed over by thread t's sweep as factors (GradientSink::factors).
   struct Factors {
     GradientFactors<T> f;
     bool set = false;
   };
-  static void take_factors(void* row, std::size_t i, const GradientFactors<T>& f) {
-    Factors& x = static_cast<Factors*>(row)[i];
+  /// The sink's context: which object and thread.
+  struct Sink {
+    DataParallel* dp = nullptr;
+    int t = 0;
+  };
+  /// One piece of a factored step's update: rows [first, last) of parameter i (a block of the
+  /// weight gradient's grid) for a parameter Adam steps, elements [first, last) for one it does
+  /// not (summed as `run` sums them).
+  struct Item {
+    std::size_t i = 0;
+    Index first = 0, last = 0;
+  };
+  static void take_factors(void* context, std::size_t i, const GradientFactors<T>& f) {
+    const Sink& sink = *static_cast<const Sink*>(context);
+    sink.dp->hand_over(sink.t, i, f);
+  }
+  /// Thread t's sweep is done with parameter i's value (its rule read it for the last time) and
+  /// hands its gradient over: the rows other threads update leave this core's caches, then the
+  /// parameter counts one more thread toward being ready for the update.
+  void hand_over(int t, std::size_t i, const GradientFactors<T>& f) {
+    Factors& x = factors_[static_cast<std::size_t>(t)][i];
     if (x.set)
       reparam::detail::throw_graph("DataParallel.step", "a parameter's gradient was handed over twice in one step (one "
                                                         "backward per thread and step, without clearing the tape)");
     x.f = f;
     x.set = true;
+    Index& seen = depths_[i * static_cast<std::size_t>(threads()) + static_cast<std::size_t>(t)];
+    seen = std::max(seen, f.depth);  // this thread's slot: for the next step's reserve
+    if (evict_shared_) {
+      const Parameter<T>& p = *params_[i];
+      for (int u = 0; u < threads(); ++u) {
+        const auto r = owned_rows(i, u);
+        if (u != t && r.second > r.first) evict(p.value.data() + r.first * p.cols(), (r.second - r.first) * p.cols());
+      }
+      evict_fence();
+    }
+    handed_[i].fetch_add(1, std::memory_order_release);
   }
+  bool ready(std::size_t i) const noexcept { return handed_[i].load(std::memory_order_acquire) == threads(); }
 
   /// `step(rows, f, adam)` on several threads with `stream_updates`: the sweeps hand weight
-  /// gradients over as factors, then every thread updates its share of each parameter.
+  /// gradients over as factors; every thread, its sweep done, updates pieces of the parameters
+  /// whose gradients every thread has handed over (its own share first, then the others' from
+  /// their ends), so a thread that finishes its sweep early takes work off a slow one.
   template <class F>
   void step_factored(Index rows, F& f, optim::Adam<T>& opt) {
     const int n = threads();
     const std::vector<Parameter<T>*>& stepped = opt.parameters();
-    bool others = false;  // parameters of this object that opt does not step: summed as run sums them
-    for (std::size_t i = 0; i < params_.size(); ++i) {
+    for (std::size_t i = 0; i < params_.size(); ++i)
       slot_[i] = static_cast<std::size_t>(std::find(stepped.begin(), stepped.end(), params_[i]) - stepped.begin());
-      others |= slot_[i] == stepped.size();
-    }
     for (int t = 0; t < n; ++t) {
-      std::vector<Factors>& row = factors_[static_cast<std::size_t>(t)];
+      const std::size_t ts = static_cast<std::size_t>(t);
+      std::vector<Factors>& row = factors_[ts];
       for (std::size_t i = 0; i < params_.size(); ++i) {
         row[i].set = false;
-        if (slot_[i] < stepped.size()) tapes_[static_cast<std::size_t>(t)]->stream_gradient(*params_[i], {nullptr, row.data(), i, &take_factors});
+        if (slot_[i] < stepped.size()) tapes_[ts]->stream_gradient(*params_[i], {nullptr, &sinks_[ts], i, &take_factors});
       }
+      std::fill(packed_[ts].begin(), packed_[ts].end(), char(0));
+      pieces_[ts] = UpdatePieces{};
+      std::fill(touched_[ts].begin(), touched_[ts].end(), char(0));
     }
+    for (std::size_t i = 0; i < params_.size(); ++i) handed_[i].store(0, std::memory_order_relaxed);
+    failed_.store(false, std::memory_order_relaxed);
     auto unstream = [this] {
-      for (auto& tape : tapes_) tape->unstream_gradients();
+      for (auto& tape : tapes_) {
+        tape->unstream_gradients();
+        tape->guard_clear(nullptr, nullptr);
+      }
     };
     plan_shares();
+    plan_items(stepped.size());
+    prepare_gradients();
+    // every thread may take a block of any weight: room to pack each weight's G^T, grown here
+    // (not in the threads, where a first take would allocate) for the factors' depths seen so
+    // far, at least the threads' rows of the batch
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      if (slot_[i] == stepped.size()) continue;
+      Index* depths = depths_.data() + i * static_cast<std::size_t>(n);
+      for (int u = 0; u < n; ++u) depths[u] = std::max(depths[u], ThreadPool::shard(rows, u, n).second);
+      for (std::size_t t = 0; t < static_cast<std::size_t>(n); ++t)
+        detail::gemm_tn_sum_reserve(depths, n, params_[i]->rows(), params_[i]->cols(), *workspaces_[t * params_.size() + i]);
+    }
     opt.begin_step();
     try {
-      compute(rows, f, false, true);
-      if (others) reduce(&stepped);
-      pool_.run([&](int t) { update_share(opt, t); });
+      pool_.run([&](int t) {
+        try {
+          sweep(rows, f, false, true, t);
+        } catch (...) {
+          failed_.store(true, std::memory_order_relaxed);
+          release_all(t);  // no thread waits for this one
+          throw;
+        }
+        release_all(t);
+        update_items(opt, t);
+      });
     } catch (...) {
       opt.abandon_step();
       unstream();
@@ -291,61 +402,146 @@ class DataParallel {
     unstream();
     opt.finish_step();  // Adam's parameters that this object does not hold, from their p.grad
   }
-
-  /// Thread t's share of the update of every parameter opt steps: whole-batch blocks of its rows
-  /// of a weight handed over as factors (the threads' terms in thread order, stored ones added
-  /// as they are), element ranges of the others (the threads' buffers added in order).
-  void update_share(optim::Adam<T>& opt, int t) {
-    const int n = threads();
-    const std::size_t ts = static_cast<std::size_t>(t);
-    detail::TnTerm<T>* terms = terms_[ts].data();
-    const T** more = more_[ts].data();
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      const std::size_t j = slot_[i];
-      if (j == opt.parameters().size()) continue;
-      Parameter<T>& p = *params_[i];
-      bool factored = false;
-      for (int u = 0; u < n; ++u) factored |= factors_[static_cast<std::size_t>(u)][i].set;
-      if (!factored) {  // Adam's own split: blocks of 2048 elements
-        constexpr Index block = 2048;
-        const Index size = p.value.size();
-        const auto s = ThreadPool::shard((size + block - 1) / block, t, n);
-        const Index first = s.first * block, last = std::min(size, (s.first + s.second) * block);
-        if (last <= first) continue;
-        for (int u = 1; u < n; ++u) more[u - 1] = grads_[static_cast<std::size_t>(u)][i].data() + first;
-        opt.update_block(j, first, last - first, p.grad.data() + first, more, n - 1);
-        continue;
-      }
-      for (int u = 0; u < n; ++u) {
-        const Factors& fu = factors_[static_cast<std::size_t>(u)][i];
-        const T* dense = u == 0 ? p.grad.data() : grads_[static_cast<std::size_t>(u)][i].data();
-        terms[u] = fu.set ? detail::TnTerm<T>{fu.f.a, fu.f.g, fu.f.depth, fu.f.alpha, nullptr}
-                          : detail::TnTerm<T>{nullptr, nullptr, 0, T(1), dense};
-      }
-      const Index m = p.rows(), cols = p.cols();
-      const auto rows = owned_rows(i, t);
-      const Index first = rows.first, last = rows.second;
-      if (last <= first) continue;
-      const bool done = detail::gemm_tn_sum_rows(terms, n, m, cols, first, last, *workspaces_[ts],
-                                                 [&](Index row, Index count, T* c) { opt.update_block(j, row * cols, count * cols, c); });
-      REPARAM_ASSERT(done);  // every factor passed gemm_tn_rows_applies when it was handed over
-      (void)done;
-      if (evict_shared_)  // the other threads' factors this thread read: they write them again next step
-        for (int u = 0; u < n; ++u) {
-          const Factors& fu = factors_[static_cast<std::size_t>(u)][i];
-          if (u == t || !fu.set) continue;
-          for (Index r = 0; r < fu.f.depth; ++r) evict(fu.f.a + r * m + first, last - first);
-          evict(fu.f.g, fu.f.depth * cols);
-        }
-    }
-    if (evict_shared_) evict_fence();
+  /// After thread t's sweep: every parameter whose gradient it did not hand over as factors is
+  /// final in its buffer, and counts toward being ready.
+  void release_all(int t) noexcept {
+    const std::vector<Factors>& row = factors_[static_cast<std::size_t>(t)];
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      if (!row[i].set) handed_[i].fetch_add(1, std::memory_order_release);
   }
 
-  /// Thread t's rows of parameter i in the update (`update_share`, a weight handed over as factors).
+  /// Each thread's pieces of the update, in the order their gradients become ready (the last
+  /// parameters of a network first, as a backward sweep hands them over): for a stepped parameter
+  /// its rows in `owned_rows`, one item per block of the weight gradient's grid (its bits do not
+  /// depend on which thread computes it); for the others one element range per thread.
+  void plan_items(std::size_t no_slot) {
+    const int n = threads();
+    for (int t = 0; t < n; ++t) {
+      std::vector<Item>& items = items_[static_cast<std::size_t>(t)];
+      items.clear();
+      for (std::size_t k = params_.size(); k-- > 0;) {
+        const Parameter<T>& p = *params_[k];
+        if (slot_[k] == no_slot) {
+          const auto s = ThreadPool::shard(p.value.size(), t, n);
+          if (s.second > 0) items.push_back({k, s.first, s.first + s.second});
+          continue;
+        }
+        const auto r = owned_rows(k, t);
+        const Index step = detail::gemm_tn_block_rows<T>(p.rows(), p.cols());
+        for (Index j = r.first; j < r.second; j += step) items.push_back({k, j, std::min(r.second, j + step)});
+      }
+      std::atomic<unsigned char>* claimed = claimed_[static_cast<std::size_t>(t)].get();
+      if (items.size() > claimed_size_[static_cast<std::size_t>(t)]) {
+        claimed_[static_cast<std::size_t>(t)].reset(new std::atomic<unsigned char>[items.size()]);
+        claimed_size_[static_cast<std::size_t>(t)] = items.size();
+        claimed = claimed_[static_cast<std::size_t>(t)].get();
+      }
+      for (std::size_t q = 0; q < items.size(); ++q) claimed[q].store(0, std::memory_order_relaxed);
+    }
+  }
+
+  /// Thread t's part of the update: passes over its own items in order, then the other threads'
+  /// items from their ends, taking every unclaimed item whose parameter is ready, until every
+  /// item is claimed (or a sweep failed).
+  void update_items(optim::Adam<T>& opt, int t) {
+    const int n = threads();
+    for (;;) {
+      bool waiting = false, progress = false;
+      for (int k = 0; k < n && !failed_.load(std::memory_order_relaxed); ++k) {
+        const int u = (t + k) % n;  // own list first
+        const std::vector<Item>& items = items_[static_cast<std::size_t>(u)];
+        std::atomic<unsigned char>* claimed = claimed_[static_cast<std::size_t>(u)].get();
+        for (std::size_t q = 0; q < items.size(); ++q) {
+          const std::size_t at = u == t ? q : items.size() - 1 - q;  // others' from their ends
+          if (claimed[at].load(std::memory_order_relaxed) != 0) continue;
+          if (!ready(items[at].i)) {
+            waiting = true;
+            continue;
+          }
+          // a failed sweep makes its parameters ready (no thread waits forever) but is no gradient
+          if (failed_.load(std::memory_order_relaxed)) break;
+          if (claimed[at].exchange(1, std::memory_order_acq_rel) != 0) continue;
+          run_item(opt, t, items[at]);
+          ++(u == t ? pieces_[static_cast<std::size_t>(t)].own : pieces_[static_cast<std::size_t>(t)].taken);
+          progress = true;
+          break;  // back to the own list: its next items may have become ready
+        }
+        if (progress) break;
+      }
+      if (failed_.load(std::memory_order_relaxed)) break;
+      if (!progress) {
+        if (!waiting) break;  // every item claimed
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+    }
+    if (evict_shared_) {  // the other threads' factors this thread read: they write them again next step
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        if (!touched_[static_cast<std::size_t>(t)][i]) continue;
+        for (int u = 0; u < n; ++u) {
+          const Factors& fu = factors_[static_cast<std::size_t>(u)][i];
+          if (u != t && fu.set) evict(fu.f.g, fu.f.depth * params_[i]->cols());
+        }
+      }
+      evict_fence();
+    }
+  }
+
+  /// One item on thread t: the whole batch's gradient of a block of rows (the threads' factors'
+  /// products and stored gradients added in thread order) handed to Adam while in cache; or the
+  /// threads' stored gradients of a parameter's elements summed for Adam, or into p.grad for a
+  /// parameter it does not step.
+  void run_item(optim::Adam<T>& opt, int t, const Item& item) {
+    const int n = threads();
+    const std::size_t ts = static_cast<std::size_t>(t), i = item.i, j = slot_[i];
+    Parameter<T>& p = *params_[i];
+    auto stored = [&](int u) { return u == 0 ? p.grad.data() : grads_[static_cast<std::size_t>(u)][i].data(); };
+    if (j == opt.parameters().size()) {  // summed as run sums them
+      auto out = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(p.grad.data() + item.first, item.last - item.first);
+      for (int u = 1; u < n; ++u)
+        out += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(stored(u) + item.first, item.last - item.first);
+      return;
+    }
+    const Index cols = p.cols();
+    bool factored = false;
+    for (int u = 0; u < n; ++u) factored |= factors_[static_cast<std::size_t>(u)][i].set;
+    if (!factored) {  // every thread stored its gradient: Adam sums them in its pass
+      const T** more = more_[ts].data();
+      for (int u = 1; u < n; ++u) more[u - 1] = stored(u) + item.first * cols;
+      opt.update_block(j, item.first * cols, (item.last - item.first) * cols, stored(0) + item.first * cols, more, n - 1);
+      return;
+    }
+    detail::TnTerm<T>* terms = terms_[ts].data();
+    for (int u = 0; u < n; ++u) {
+      const Factors& fu = factors_[static_cast<std::size_t>(u)][i];
+      terms[u] = fu.set ? detail::TnTerm<T>{fu.f.a, fu.f.g, fu.f.depth, fu.f.alpha, nullptr}
+                        : detail::TnTerm<T>{nullptr, nullptr, 0, T(1), stored(u)};
+    }
+    const Index m = p.rows();
+    detail::Workspace<T>& ws = *workspaces_[ts * params_.size() + i];
+    if (!packed_[ts][i]) {
+      const bool ok = detail::gemm_tn_sum_pack(terms, n, m, cols, ws);
+      REPARAM_ASSERT(ok);  // every factor passed gemm_tn_rows_applies when it was handed over
+      (void)ok;
+      packed_[ts][i] = 1;
+    }
+    detail::gemm_tn_sum_rows_packed(terms, n, m, cols, item.first, item.last, ws,
+                                    [&](Index row, Index count, T* c) { opt.update_block(j, row * cols, count * cols, c); });
+    touched_[ts][i] = 1;
+    if (evict_shared_)  // the rows of the other threads' layer inputs this block read
+      for (int u = 0; u < n; ++u) {
+        const Factors& fu = factors_[static_cast<std::size_t>(u)][i];
+        if (u == t || !fu.set) continue;
+        for (Index r = 0; r < fu.f.depth; ++r) evict(fu.f.a + r * m + item.first, item.last - item.first);
+      }
+  }
+
+  /// Thread t's rows of parameter i in the update (`plan_items`: its own pieces).
   std::pair<Index, Index> owned_rows(std::size_t i, int t) const {
     return owned_[i * static_cast<std::size_t>(threads()) + static_cast<std::size_t>(t)];
   }
-  /// Splits every parameter's rows between the threads for `update_share`: whole blocks of the
+  /// Splits every parameter's rows between the threads for the update: whole blocks of the
   /// product's grid (each block computed as the stored path computes it), contiguous per thread,
   /// the extra blocks of an uneven split going to the threads with the least work so far
   /// (elements updated), so the threads' shares of all the weights together differ by at most
@@ -373,19 +569,6 @@ class DataParallel {
         load_[u] += (last - first) * cols;
       }
     }
-  }
-  /// After thread t's sweep: the rows of the weights it handed over as factors that other threads
-  /// will update, out of this core's caches.
-  void evict_weights(int t) {
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      if (!factors_[static_cast<std::size_t>(t)][i].set) continue;
-      const Parameter<T>& p = *params_[i];
-      for (int u = 0; u < threads(); ++u) {
-        const auto r = owned_rows(i, u);
-        if (u != t && r.second > r.first) evict(p.value.data() + r.first * p.cols(), (r.second - r.first) * p.cols());
-      }
-    }
-    evict_fence();
   }
   /// The cache lines of p[0, count) out of every cache (written back where modified).
   static void evict(const T* p, Index count) noexcept {
@@ -421,7 +604,16 @@ class DataParallel {
   std::vector<std::vector<Factors>> factors_;           // [thread][parameter]
   std::vector<std::vector<detail::TnTerm<T>>> terms_;   // [thread]: one term per thread
   std::vector<std::vector<const T*>> more_;             // [thread]: the other threads' buffers
-  std::vector<std::unique_ptr<detail::Workspace<T>>> workspaces_;  // [thread]: packing for the products
+  std::vector<std::unique_ptr<detail::Workspace<T>>> workspaces_;  // [thread * parameters + parameter]: packed G^T
+  std::unique_ptr<std::atomic<int>[]> handed_;          // [parameter]: threads whose gradient of it is final
+  std::atomic<bool> failed_{false};                     // a sweep threw: the update stops
+  std::vector<Sink> sinks_;                             // [thread]: the factor sinks' contexts
+  std::vector<std::vector<char>> packed_, touched_;     // [thread][parameter]: G^T packed; an item updated
+  std::vector<std::vector<Item>> items_;                // [thread]: its pieces of the update (plan_items)
+  std::vector<std::unique_ptr<std::atomic<unsigned char>[]>> claimed_;  // [thread][item]: taken by some thread
+  std::vector<std::size_t> claimed_size_;
+  std::vector<UpdatePieces> pieces_;                    // [thread]: update_pieces
+  std::vector<Index> depths_;                           // [parameter * threads + thread]: largest factor depth seen
   std::vector<std::size_t> slot_;                       // Adam's index of each parameter
   std::vector<std::pair<Index, Index>> owned_;          // [parameter * threads + thread]: rows in the update
   std::vector<Index> load_;                             // [thread]: elements planned so far (plan_shares)
