@@ -533,17 +533,23 @@ constexpr Index padded(Index size, Index pad) { return (size + pad - 1) / pad * 
 struct Layout {
   Index size_a = 0, size_b = 0, rows = 0;
 };
-template <class T>
-Layout layout(const TnTerm<T>* terms, int count, Index m, Index n) {
+/// For product terms of depths depth(0), ..., depth(count - 1) (0: a term that packs nothing).
+template <class T, class Depth>
+Layout layout(int count, Index m, Index n, Depth&& depth) {
   constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));  // each buffer on a cache line
   Layout l;
   l.rows = gemm_tn_block_rows<T>(m, n);
-  for (int u = 0; u < count; ++u)
-    if (terms[u].dense == nullptr) {
-      l.size_a += padded(n * terms[u].depth, pad);
-      l.size_b = std::max(l.size_b, padded(depth_block<T>(m, n, terms[u].depth) * l.rows, pad));
-    }
+  for (int u = 0; u < count; ++u) {
+    const Index d = depth(u);
+    if (d == 0) continue;
+    l.size_a += padded(n * d, pad);
+    l.size_b = std::max(l.size_b, padded(depth_block<T>(m, n, d) * l.rows, pad));
+  }
   return l;
+}
+template <class T>
+Layout layout(const TnTerm<T>* terms, int count, Index m, Index n) {
+  return layout<T>(count, m, n, [terms](int u) { return terms[u].dense == nullptr ? terms[u].depth : Index(0); });
 }
 }  // namespace tn
 
@@ -585,14 +591,7 @@ template <class T>
 void gemm_tn_sum_reserve(const Index* depths, int count, Index m, Index n, Workspace<T>& ws) {
   if constexpr (tn_rows_kernel<T>()) {
     if (n == 0 || m == 0) return;
-    constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));
-    tn::Layout l;  // as tn::layout computes it for product terms of these depths
-    l.rows = gemm_tn_block_rows<T>(m, n);
-    for (int u = 0; u < count; ++u)
-      if (depths[u] > 0) {
-        l.size_a += tn::padded(n * depths[u], pad);
-        l.size_b = std::max(l.size_b, tn::padded(tn::depth_block<T>(m, n, depths[u]) * l.rows, pad));
-      }
+    const tn::Layout l = tn::layout<T>(count, m, n, [depths](int u) { return std::max(depths[u], Index(0)); });
     ws.get(static_cast<std::size_t>(l.size_a + l.size_b + l.rows * n));
   } else {
     (void)depths, (void)count, (void)m, (void)n, (void)ws;

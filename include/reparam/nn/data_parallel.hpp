@@ -75,6 +75,7 @@ class DataParallel {
     items_.resize(nt);
     pieces_.resize(nt);
     depths_.assign(nt * params_.size(), 0);
+    reserved_.assign(nt * params_.size(), 0);
     claimed_.resize(nt);
     claimed_size_.assign(nt, 0);
     for (std::size_t t = 0; t < nt; ++t) {  // room for every item of every parameter: planning allocates nothing
@@ -261,11 +262,10 @@ class DataParallel {
     const bool overwrite = t > 0 || !accumulate;
     if (overwrite) tape.overwrite_gradients();
     const auto s = ThreadPool::shard(rows, t, n);
-    const std::uint64_t graph = tape.generation();
-    // other threads may read this tape's factors as soon as they are handed over
+    // other threads may read this tape's factors as soon as they are handed over: f may not
+    // clear it (refused at the clear, before anything is freed)
     if (keep_tapes) tape.guard_clear("DataParallel.step", kClearedTape);
     if (s.second > 0) f(tape, s.first, s.second, t);
-    if (keep_tapes && tape.generation() != graph) reparam::detail::throw_graph("DataParallel.step", kClearedTape);
     if (overwrite)
       for (std::size_t i = 0; i < params_.size(); ++i) {
         Matrix<T>& g = t > 0 ? grads_[static_cast<std::size_t>(t)][i] : params_[i]->grad;
@@ -377,7 +377,14 @@ class DataParallel {
     for (std::size_t i = 0; i < params_.size(); ++i) {
       if (slot_[i] == stepped.size()) continue;
       Index* depths = depths_.data() + i * static_cast<std::size_t>(n);
-      for (int u = 0; u < n; ++u) depths[u] = std::max(depths[u], ThreadPool::shard(rows, u, n).second);
+      Index* reserved = reserved_.data() + i * static_cast<std::size_t>(n);
+      bool grew = false;
+      for (int u = 0; u < n; ++u) {
+        depths[u] = std::max(depths[u], ThreadPool::shard(rows, u, n).second);
+        grew |= depths[u] > reserved[u];
+        reserved[u] = std::max(reserved[u], depths[u]);
+      }
+      if (!grew) continue;  // steady state: the workspaces already have the room
       for (std::size_t t = 0; t < static_cast<std::size_t>(n); ++t)
         detail::gemm_tn_sum_reserve(depths, n, params_[i]->rows(), params_[i]->cols(), *workspaces_[t * params_.size() + i]);
     }
@@ -614,6 +621,7 @@ class DataParallel {
   std::vector<std::size_t> claimed_size_;
   std::vector<UpdatePieces> pieces_;                    // [thread]: update_pieces
   std::vector<Index> depths_;                           // [parameter * threads + thread]: largest factor depth seen
+  std::vector<Index> reserved_;                         // the same: the depths the workspaces have room for
   std::vector<std::size_t> slot_;                       // Adam's index of each parameter
   std::vector<std::pair<Index, Index>> owned_;          // [parameter * threads + thread]: rows in the update
   std::vector<Index> load_;                             // [thread]: elements planned so far (plan_shares)
