@@ -1,9 +1,9 @@
 // One training step of the VAE programs' Gaussian model (784-400-20, batch 100, float, Adam) and
 // of the categorical model (784-512-256-200, Concrete), on one thread and on every core, against
 // the floor: the same network's forward and backward matrix products alone, with the library's
-// GEMM (what the tape runs: the in-place kernel for batch-times-weight products where it is
-// built, Eigen's kernel for the rest), with Eigen's kernel alone, and, when found, OpenBLAS's
-// (cblas_sgemm). PyTorch's twin is timed by bench/vae_compare.py in the same run.
+// GEMM (what the tape runs: its in-place kernels for the forward products, the input gradients
+// and the weight gradients where they are built, Eigen's kernel for the rest), with Eigen's
+// kernel alone, and, when found, OpenBLAS's (cblas_sgemm). PyTorch's twin is timed by bench/vae_compare.py in the same run.
 //
 //   OPENBLAS_NUM_THREADS=1 build/release/bench/bench_vae
 #include <algorithm>
@@ -191,14 +191,14 @@ const std::vector<std::vector<Index>> kCategoricalNets = {{784, 512, 256, 200}, 
 
 void eigen_gemm(Mat& c, const Mat& a, bool ta, const Mat& b, bool tb) {
   thread_local reparam::detail::Workspace<T> ws;
-  // Weight gradients (A^T B) as the tape computes them: Eigen's kernel block by block, each block
-  // of C zeroed just before the kernel adds into it (no zeroing pass over C of its own).
+  // Weight gradients (A^T B) as the tape computes them: block by block (the in-place kernel where
+  // it is built, else Eigen's with each block of C zeroed just before it adds into it).
   if (ta && !tb &&
       reparam::detail::gemm_tn_rows<T>(Eigen::Map<const Mat>(a.data(), a.rows(), a.cols()), Eigen::Map<const Mat>(b.data(), b.rows(), b.cols()),
                                        T(1), ws, [](Index, Index, T*) {}, c.data()))
     return;
-  // The others as the tape computes them: C = A B through the in-place kernel where it is built
-  // (reparam::inplace_gemm(): AVX-512), else, and for A B^T, Eigen's kernel into a zeroed C.
+  // The others as the tape computes them: C = A B and A B^T through the in-place kernels where
+  // they are built and apply (reparam::inplace_gemm(): AVX-512), else Eigen's kernel.
   Eigen::Map<Mat> cm(c.data(), c.rows(), c.cols());
   reparam::detail::gemm_acc(cm, Eigen::Map<const Mat>(a.data(), a.rows(), a.cols()), ta,
                             Eigen::Map<const Mat>(b.data(), b.rows(), b.cols()), tb, T(1), ws, true);

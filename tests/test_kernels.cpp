@@ -96,10 +96,11 @@ TEST_CASE("bce_with_logits: a fused node over packets and 1x1 nodes give the sam
   CHECK(diffs == 0);
 }
 
-// Counts the elements of C = alpha A op(B) (assigned over NaN, which must not reach the result;
-// alpha 1) and C += alpha A op(B) (alpha 1/2) outside the float rounding bound of the product in
-// double, (k + 2) u sum |a||b| + 2 u |c|, for every shape m x n taken from the top-left corners
-// of one draw: A (k columns), B (k rows; with `trans_b`, k columns), C0 (what C += adds to).
+// Counts the elements of C = alpha op(A) op(B) (assigned over NaN, which must not reach the
+// result; alpha 1) and C += alpha op(A) op(B) (alpha 1/2) outside the float rounding bound of the
+// product in double, (k + 2) u sum |a||b| + 2 u |c|, for every shape m x n taken from the
+// top-left corners of one draw: A (k columns; with `trans_a`, k rows), B (k rows; with `trans_b`,
+// k columns), C0 (what C += adds to).
 // One product in double per draw: five times less work than one per shape, which made these
 // the slowest tests under the sanitizers at -O0.
 struct BoundCount {
@@ -107,23 +108,25 @@ struct BoundCount {
 };
 template <std::size_t M, std::size_t N>
 void count_outside_bound(const Matrix<float>& a_all, const Matrix<float>& b_all, bool trans_b, const Matrix<float>& c_all,
-                         const Index (&ms)[M], const Index (&ns)[N], detail::Workspace<float>& ws, BoundCount& r) {
-  const Index k = a_all.cols();
+                         const Index (&ms)[M], const Index (&ns)[N], detail::Workspace<float>& ws, BoundCount& r,
+                         bool trans_a = false) {
+  const Index k = trans_a ? a_all.rows() : a_all.cols();
+  const Eigen::MatrixXd ad = trans_a ? Eigen::MatrixXd(a_all.cast<double>().transpose()) : Eigen::MatrixXd(a_all.cast<double>());
   const Eigen::MatrixXd bd = trans_b ? Eigen::MatrixXd(b_all.cast<double>().transpose()) : Eigen::MatrixXd(b_all.cast<double>());
-  const Eigen::MatrixXd ref = a_all.cast<double>() * bd;
-  const Eigen::MatrixXd mag = a_all.cast<double>().cwiseAbs() * bd.cwiseAbs();
+  const Eigen::MatrixXd ref = ad * bd;
+  const Eigen::MatrixXd mag = ad.cwiseAbs() * bd.cwiseAbs();
   const double u = std::numeric_limits<float>::epsilon() / 2;
   for (Index m : ms)
     for (Index n : ns) {
-      const Matrix<float> a = a_all.topRows(m);
+      const Matrix<float> a = trans_a ? Matrix<float>(a_all.leftCols(m)) : Matrix<float>(a_all.topRows(m));
       const Matrix<float> b = trans_b ? Matrix<float>(b_all.topRows(n)) : Matrix<float>(b_all.leftCols(n));
       const Matrix<float> c0 = c_all.topLeftCorner(m, n);
       for (int accumulate = 0; accumulate < 2; ++accumulate) {
         const float alpha = accumulate ? 0.5f : 1.f;
         Matrix<float> c = accumulate ? c0 : Matrix<float>::Constant(m, n, std::numeric_limits<float>::quiet_NaN());
         Eigen::Map<Matrix<float>> cm(c.data(), m, n);
-        const Eigen::Map<const Matrix<float>> am(a.data(), m, k), bm(b.data(), b.rows(), b.cols());
-        detail::gemm_acc(cm, am, false, bm, trans_b, alpha, ws, !accumulate);
+        const Eigen::Map<const Matrix<float>> am(a.data(), a.rows(), a.cols()), bm(b.data(), b.rows(), b.cols());
+        detail::gemm_acc(cm, am, trans_a, bm, trans_b, alpha, ws, !accumulate);
         for (Index i = 0; i < m; ++i)
           for (Index j = 0; j < n; ++j) {
             const double want = (accumulate ? double(c0(i, j)) : 0.0) + alpha * ref(i, j);
@@ -172,6 +175,27 @@ TEST_CASE("gemm_acc: float batch-times-transposed-weight products within their r
     count_outside_bound(a_all, b_all, true, c_all, ms, ns, ws, r);
   }
   CHECK(r.checked == 2L * 4 * (1 + 3 + 4 + 5 + 8 + 50 + 101 + 256) * (1 + 5 + 6 + 7 + 13 + 20 + 400));
+  CHECK(r.bad == 0);
+}
+
+// C = alpha A^T G and C += alpha A^T G (a layer's input times the gradient of its output: a
+// weight's gradient) at every tile edge of gemm_tn_inplace (6 x 48 tiles, masked last columns,
+// short last rows), at depths of one pass and of two (300: 256 + 44), and at widths it leaves to
+// Eigen's kernel (n < 16): every element within its rounding bound. Portable builds run Eigen's
+// kernel throughout.
+TEST_CASE("gemm_acc: float weight-gradient products within their rounding bound at every shape", "[ops][linalg][paths]") {
+  Rng rng(35);
+  detail::Workspace<float> ws;
+  const Index ms[] = {1, 2, 5, 6, 7, 13, 20, 400};
+  const Index ns[] = {1, 15, 16, 17, 20, 48, 49, 100, 400};
+  BoundCount r;
+  for (Index k : {1, 3, 100, 300}) {
+    const Matrix<float> a_all = uniform_matrix<float>(rng, k, 400).array() - 0.5f;  // the batch: k rows
+    const Matrix<float> g_all = uniform_matrix<float>(rng, k, 400).array() - 0.5f;
+    const Matrix<float> c_all = uniform_matrix<float>(rng, 400, 400).array() - 0.5f;
+    count_outside_bound(a_all, g_all, false, c_all, ms, ns, ws, r, true);
+  }
+  CHECK(r.checked == 2L * 4 * (1 + 2 + 5 + 6 + 7 + 13 + 20 + 400) * (1 + 15 + 16 + 17 + 20 + 48 + 49 + 100 + 400));
   CHECK(r.bad == 0);
 }
 
@@ -253,6 +277,72 @@ TEST_CASE("gemm_nt_inplace: an element's bits do not depend on the batch or the 
       diffs += int((product(0, 100, col, cols).array() != whole.middleCols(col, cols).array()).count());
   CHECK(diffs == 0);
   kc.check_switch(whole, [&] { return product(0, 100, 0, n); });
+}
+
+// The weight-gradient kernel (A^T G, each element one chain over the depth per pass of 256):
+// rows of the gradient computed block by block for an optimizer (gemm_tn_rows), any row range
+// of a sum over threads' batches (gemm_tn_sum_rows: what nn::DataParallel hands out), a single
+// row or 16 columns, all have the bits of the whole product through gemm_acc; a sum of two batches'
+// products has the bits of the two products added; switching the kernel off gives Eigen's.
+TEST_CASE("gemm_tn_inplace: an element's bits do not depend on the rows, columns or blocks it is computed with", "[ops][linalg][paths]") {
+  Rng rng(36);
+  const Index m = 784, n = 400;
+  detail::Workspace<float> ws, ws2;
+  for (Index k : {Index(100), Index(300)}) {
+    const Matrix<float> a = uniform_matrix<float>(rng, k, m).array() - 0.5f, g = uniform_matrix<float>(rng, k, n).array() - 0.5f;
+    using CMap = Eigen::Map<const Matrix<float>>;
+    auto product = [&](const float* ap, const float* gp, Index rows, Index cols, Index depth, Index lda, Index ldg) {
+      Matrix<float> c(rows, cols);
+      Eigen::Map<Matrix<float>> cm(c.data(), rows, cols);
+      // maps of a column block: copy it to a contiguous matrix first
+      Matrix<float> ab(depth, rows), gb(depth, cols);
+      for (Index p = 0; p < depth; ++p) {
+        for (Index i = 0; i < rows; ++i) ab(p, i) = ap[p * lda + i];
+        for (Index j = 0; j < cols; ++j) gb(p, j) = gp[p * ldg + j];
+      }
+      detail::gemm_acc(cm, CMap(ab.data(), depth, rows), true, CMap(gb.data(), depth, cols), false, 1.f, ws, true);
+      return c;
+    };
+    REQUIRE(inplace_gemm());
+    REQUIRE(detail::gemm_tn_inplace_applies(m, n, k));
+    const Matrix<float> whole = product(a.data(), g.data(), m, n, k, m, n);
+    int diffs = 0;
+    for (Index first : {Index(0), Index(1), Index(5), Index(6), Index(383), Index(783)})
+      for (Index count : {Index(1), Index(4), Index(7)})
+        if (first + count <= m) diffs += int((product(a.data() + first, g.data(), count, n, k, m, n).array() != whole.middleRows(first, count).array()).count());
+    for (Index col : {Index(0), Index(17), Index(384)})  // 16 columns: the narrowest the kernel takes
+      diffs += int((product(a.data(), g.data() + col, m, 16, k, m, n).array() != whole.middleCols(col, 16).array()).count());
+    // block by block, as a streamed gradient
+    Matrix<float> streamed = Matrix<float>::Constant(m, n, std::numeric_limits<float>::quiet_NaN());
+    long emitted = 0;
+    REQUIRE(detail::gemm_tn_rows<float>(CMap(a.data(), k, m), CMap(g.data(), k, n), 1.f, ws2, [&](Index r0, Index rows, float* block) {
+      streamed.middleRows(r0, rows) = Eigen::Map<Matrix<float>>(block, rows, n);
+      emitted += rows;
+    }));
+    CHECK(emitted == m);
+    diffs += int((streamed.array() != whole.array()).count());
+    // two halves of the batch as terms of one sum, any rows of it
+    const Index h = k / 2;
+    Matrix<float> c1 = product(a.data(), g.data(), m, n, h, m, n), c2 = product(a.data() + h * m, g.data() + h * n, m, n, k - h, m, n);
+    const Matrix<float> added = c1 + c2;
+    const detail::TnTerm<float> terms[2] = {{a.data(), g.data(), h, 1.f, nullptr}, {a.data() + h * m, g.data() + h * n, k - h, 1.f, nullptr}};
+    Matrix<float> summed = Matrix<float>::Constant(m, n, std::numeric_limits<float>::quiet_NaN());
+    for (Index first : {Index(0), Index(160), Index(161), Index(500)})
+      REQUIRE(detail::gemm_tn_sum_rows(terms, 2, m, n, first, std::min(m, first + 160), ws2, [&](Index r0, Index rows, float* block) {
+        summed.middleRows(r0, rows) = Eigen::Map<Matrix<float>>(block, rows, n);
+      }));
+    diffs += int((summed.topRows(321).array() != added.topRows(321).array()).count());
+    diffs += int((summed.middleRows(500, 160).array() != added.middleRows(500, 160).array()).count());
+    CHECK(diffs == 0);
+    // Eigen's kernel: other last bits somewhere, within twice the rounding bound
+    set_inplace_gemm(false);
+    const Matrix<float> packed = product(a.data(), g.data(), m, n, k, m, n);
+    set_inplace_gemm(true);
+    CHECK(!(packed.array() == whole.array()).all());
+    const double u = std::numeric_limits<float>::epsilon() / 2;
+    const Eigen::MatrixXd mag = a.cast<double>().cwiseAbs().transpose() * g.cast<double>().cwiseAbs();
+    CHECK(((packed.cast<double>() - whole.cast<double>()).cwiseAbs().array() <= 2 * (k + 2) * u * mag.array()).all());
+  }
 }
 #endif
 

@@ -162,10 +162,15 @@ class Workspace {
     }
     return data_;
   }
+  /// A note a caller leaves for its next call on the same workspace (`gemm_tn_sum_pack` records
+  /// which kernel its packing was for).
+  void set_tag(int t) noexcept { tag_ = t; }
+  int tag() const noexcept { return tag_; }
 
  private:
   T* data_ = nullptr;
   std::size_t size_ = 0;
+  int tag_ = 0;
 };
 
 }  // namespace detail
