@@ -240,7 +240,7 @@ inline void gemm_nn_inplace(Index m, Index n, Index k, const float* a, Index lda
 /// term of a sum over threads' batches takes the same path.
 inline bool gemm_tn_inplace_applies(Index m, Index n, Index k) noexcept { return m >= 1 && n >= 16 && k >= 1; }
 
-/// Depth per pass of `gemm_tn_inplace`: 256 rows of a 64-column strip of G are 64 KB.
+/// Depth per pass of `gemm_tn_inplace`: 256 rows of a 48-column strip of G are 48 KB, an L1.
 constexpr Index gemm_tn_depth_block = 256;
 
 /// C (m x n) = alpha A^T G, or C += alpha A^T G with `accumulate` (row-major; A is k x m, G is k x
@@ -297,7 +297,7 @@ inline void gemm_nt_put(__m128 s, float alpha, bool accumulate, float* const* ds
 /// depth (one chain of fused multiply-adds per lane; the depth is a multiple of 16) and summed
 /// across the lanes at the end by one fixed tree (`gemm_nt_sum4`), so its bits depend on neither
 /// the tile nor m. MR is 1 to 3, NR 8 or 1: 3 x 8 tiles read 3 rows of A (from L2, while B's 8
-/// rows stay in L1) per 24 products; 4-10% faster than the 4 x 6 tiles before them, same bits.
+/// rows stay in L1) per 24 products; 2-5% faster than the 4 x 6 tiles before them, same bits.
 template <int MR, int NR>
 inline void gemm_nt_tile(const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k, float alpha,
                          bool accumulate) noexcept {
