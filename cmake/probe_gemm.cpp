@@ -60,6 +60,11 @@ int main() {
   }
   std::sort(te.begin(), te.end());
   std::sort(tb.begin(), tb.end());
-  std::printf("eigen %.3f openblas %.3f\n", te[3], tb[3]);
+#ifdef REPARAM_INPLACE_GEMM
+  const int inplace = 1;
+#else
+  const int inplace = 0;
+#endif
+  std::printf("eigen %.3f openblas %.3f inplace %d\n", te[3], tb[3], inplace);
   return 0;
 }

@@ -8,11 +8,13 @@
 /// runs exactly Eigen's kernel. Tiny and vector-shaped products go through Eigen's own expressions,
 /// which allocate nothing there; so do scalar types other than float and double.
 ///
-/// Built for AVX-512 (`reparam::native` on such a CPU), float products of a batch times a weight
-/// (C = A B, at most 256 rows) go through a kernel of our own instead, `gemm_nn_inplace`, which
-/// reads the weight in place rather than packing it, and so do a batch times a weight's transpose
-/// (C = A B^T, the input gradient of a layer: `gemm_nt_inplace`, dot products of rows).
-/// `set_inplace_gemm` switches both off; define REPARAM_NO_INPLACE_GEMM to leave them out.
+/// Built for AVX-512 or AVX2 with FMA (`reparam::native` on such a CPU), float products of a batch
+/// times a weight (C = A B, at most 256 rows) go through a kernel of our own instead,
+/// `gemm_nn_inplace`, which reads the weight in place rather than packing it, and so do a batch
+/// times a weight's transpose (C = A B^T, the input gradient of a layer: `gemm_nt_inplace`, dot
+/// products of rows) and a weight's gradient (C = A^T G: `gemm_tn_inplace`). Their bits depend on
+/// the instruction set (8 or 16 lanes), as Eigen's do. `set_inplace_gemm` switches them off;
+/// define REPARAM_NO_INPLACE_GEMM to leave them out.
 ///
 /// Optional BLAS backend: compiled with REPARAM_CBLAS defined (CMake: link `reparam::openblas`),
 /// the GEMM-sized float and double products call `cblas_sgemm` / `cblas_dgemm` instead (OpenBLAS
@@ -29,9 +31,16 @@
 #include <reparam/detail/arena.hpp>
 #include <reparam/matrix.hpp>
 
+// The in-place kernels are built for AVX-512 (16 lanes) and for AVX2 with FMA (8 lanes: Haswell,
+// Zen 1-3 and later); REPARAM_INPLACE_GEMM is the vector width in bits.
 #if defined(__AVX512F__) && !defined(REPARAM_NO_INPLACE_GEMM)
 #include <immintrin.h>
-#define REPARAM_INPLACE_GEMM 1
+#define REPARAM_INPLACE_GEMM 512
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(REPARAM_NO_INPLACE_GEMM)
+#include <immintrin.h>
+#define REPARAM_INPLACE_GEMM 256
+#endif
+#ifdef REPARAM_INPLACE_GEMM
 // The in-place kernel's accumulators must stay in registers: its loops over them are unrolled
 // whole (left to GCC, they were kept in memory and the kernel ran at half Eigen's speed).
 #if defined(__clang__)
@@ -40,6 +49,13 @@
 #define REPARAM_UNROLL _Pragma("GCC unroll 16")
 #else
 #define REPARAM_UNROLL
+#endif
+// A tile is a function of its own: inlined into its callers, its loop shared their registers and
+// GCC kept the row pointers of A on the stack (two to four reloads per depth step with AVX2).
+#if defined(__GNUC__)
+#define REPARAM_TILE __attribute__((noinline))
+#else
+#define REPARAM_TILE
 #endif
 #endif
 
@@ -77,9 +93,9 @@ inline std::atomic<bool>& inplace_gemm_flag() noexcept {
 
 /// Whether float products of a batch (at most 256 rows) times a matrix of at least 16 columns (a
 /// layer's weight) go through the in-place kernel (`detail::gemm_nn_inplace`, built where the
-/// compiler targets AVX-512, e.g. `reparam::native`), which reads the weight where it is instead
-/// of packing it as Eigen's GEMM does, and a batch times a weight's transpose (the input gradient,
-/// depth a multiple of 16 from 64: `detail::gemm_nt_inplace`) through its twin for rows, and a
+/// compiler targets AVX-512 or AVX2 with FMA, e.g. `reparam::native`), which reads the weight where
+/// it is instead of packing it as Eigen's GEMM does, and a batch times a weight's transpose (the
+/// input gradient, depth a multiple of the vector width from 64: `detail::gemm_nt_inplace`) through its twin for rows, and a
 /// batch's transpose times a matrix of at least 16 columns (a weight's gradient:
 /// `detail::gemm_tn_inplace`). On by default; off gives Eigen's kernel and its bits (for
 /// comparisons, `bench/bench_vae`'s packed floor). The setting is global (an atomic, any thread;
@@ -131,103 +147,201 @@ void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, I
 }
 
 #ifdef REPARAM_INPLACE_GEMM
+/// The vector operations of the in-place kernels, for the instruction set they are built for:
+/// `vec` holds `lanes` floats; `mask` selects the first lanes of a vector (a strip's last columns).
+namespace simd {
+#if REPARAM_INPLACE_GEMM == 512
+using vec = __m512;
+using mask = __mmask16;
+constexpr int lanes = 16;
+constexpr int nn_vectors = 3;  // a strip of the broadcast kernels: 6 x 3 accumulators (of 32 registers)
+constexpr int nt_cols = 8;     // columns of a dot-product tile: 3 x 8 accumulators
+inline vec zero() noexcept { return _mm512_setzero_ps(); }
+inline vec load(const float* p) noexcept { return _mm512_loadu_ps(p); }
+inline vec load(const float* p, mask m) noexcept { return _mm512_maskz_loadu_ps(m, p); }
+inline void store(float* p, vec v) noexcept { _mm512_storeu_ps(p, v); }
+inline void store(float* p, mask m, vec v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
+inline vec set1(float x) noexcept { return _mm512_set1_ps(x); }
+inline vec fmadd(vec a, vec b, vec c) noexcept { return _mm512_fmadd_ps(a, b, c); }
+inline vec mul(vec a, vec b) noexcept { return _mm512_mul_ps(a, b); }
+/// The first `count` lanes, 1 to 16.
+inline mask first(Index count) noexcept { return mask((1u << count) - 1u); }
+
+/// The lane sums of four vectors, in the four lanes of the result: lane l is added to lane l + 8,
+/// then l + 4, l + 2 and l + 1, the same tree for every vector whatever its neighbours, so an
+/// element's bits do not depend on which accumulators were reduced together.
+inline __m128 sum4(vec x, vec y, vec u, vec w) noexcept {
+  // [x0-3 + x8-11, x4-7 + x12-15, the same for y] and for u, w
+  const __m512 xy = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
+  const __m512 uw = _mm512_add_ps(_mm512_shuffle_f32x4(u, w, 0x44), _mm512_shuffle_f32x4(u, w, 0xEE));
+  // one 128-bit block per vector: its four partial sums
+  __m512 r = _mm512_add_ps(_mm512_shuffle_f32x4(xy, uw, 0x88), _mm512_shuffle_f32x4(xy, uw, 0xDD));
+  r = _mm512_add_ps(r, _mm512_permute_ps(r, 0x4E));  // l + 2
+  r = _mm512_add_ps(r, _mm512_permute_ps(r, 0xB1));  // l + 1
+  return _mm512_castps512_ps128(_mm512_maskz_compress_ps(__mmask16(0x1111), r));
+}
+#else
+using vec = __m256;
+using mask = __m256i;
+constexpr int lanes = 8;
+constexpr int nn_vectors = 2;  // 6 x 2 accumulators, 2 rows of B and a broadcast: 15 of 16 registers
+constexpr int nt_cols = 4;     // 3 x 4 accumulators and 3 + 1 rows' vectors: 16 registers
+inline vec zero() noexcept { return _mm256_setzero_ps(); }
+inline vec load(const float* p) noexcept { return _mm256_loadu_ps(p); }
+inline vec load(const float* p, mask m) noexcept { return _mm256_maskload_ps(p, m); }
+inline void store(float* p, vec v) noexcept { _mm256_storeu_ps(p, v); }
+inline void store(float* p, mask m, vec v) noexcept { _mm256_maskstore_ps(p, m, v); }
+inline vec set1(float x) noexcept { return _mm256_set1_ps(x); }
+inline vec fmadd(vec a, vec b, vec c) noexcept { return _mm256_fmadd_ps(a, b, c); }
+inline vec mul(vec a, vec b) noexcept { return _mm256_mul_ps(a, b); }
+/// The first `count` lanes, 1 to 8.
+inline mask first(Index count) noexcept {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// The lane sums of four vectors, in the four lanes of the result: lane l is added to lane l + 4,
+/// then l + 1 (l even), then the two pairs, the same tree for every vector whatever its
+/// neighbours, so an element's bits do not depend on which accumulators were reduced together.
+inline __m128 sum4(vec x, vec y, vec u, vec w) noexcept {
+  // [x0 + x4 .. x3 + x7 | y0 + y4 .. y3 + y7] and the same for u, w
+  const __m256 xy = _mm256_add_ps(_mm256_permute2f128_ps(x, y, 0x20), _mm256_permute2f128_ps(x, y, 0x31));
+  const __m256 uw = _mm256_add_ps(_mm256_permute2f128_ps(u, w, 0x20), _mm256_permute2f128_ps(u, w, 0x31));
+  // [x01, x23, u01, u23 | y01, y23, w01, w23]: pairs of the four partial sums
+  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(xy, uw, 0x88), _mm256_shuffle_ps(xy, uw, 0xDD));
+  // [x, u, x, u | y, w, y, w]
+  const __m256 t = _mm256_add_ps(_mm256_shuffle_ps(r, r, 0x88), _mm256_shuffle_ps(r, r, 0xDD));
+  return _mm_unpacklo_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));  // [x, y, u, w]
+}
+#endif
+}  // namespace simd
+
 /// Whether C (m x n) = A (m x k) B (k x n), row-major float, goes through `gemm_nn_inplace`: a
 /// batch of at most 256 rows times a matrix of at least 16 columns.
 inline bool gemm_nn_inplace_applies(Index m, Index n, Index k) noexcept {
   return m >= 1 && m <= 256 && n >= 16 && k >= 1;
 }
 
-/// Rows [0, MR) of a strip of 16 * NV columns of C = alpha A B (+ C with `accumulate`): the
-/// MR x NV accumulators stay in registers over the whole depth, B's rows are read where they are
-/// (a row-major weight's rows are contiguous), A's elements are broadcast. `mask` selects the
-/// columns of the strip's last vector. With `pf` > 0 (the strip's first tile, which brings B's
-/// rows in) the row pf ahead is prefetched. With TA, A is stored transposed (element (i, p) at
-/// a[p * lda + i]: `gemm_tn_inplace`).
-template <int MR, int NV, bool TA = false>
-inline void gemm_nn_tile(const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k, float alpha,
-                         __mmask16 mask, bool accumulate, Index pf) noexcept {
-  __m512 acc[MR][NV];
+/// Rows [0, MR) of a strip of `simd::lanes` * NV columns of C = alpha A B (+ C with
+/// `accumulate`): the MR x NV accumulators stay in registers over the whole depth, B's rows are
+/// read where they are (a row-major weight's rows are contiguous), A's elements are broadcast.
+/// Unless `Full`, `mask` selects the columns of the strip's last vector. With `pf` > 0 (the
+/// strip's first tile, which brings B's rows in) the row pf ahead is prefetched. With TA, A is
+/// stored transposed (element (i, p) at a[p * lda + i]: `gemm_tn_inplace`).
+template <int MR, int NV, bool TA, bool Full>
+REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k, float alpha,
+                         simd::mask mask, bool accumulate, Index pf) noexcept {
+  constexpr int W = simd::lanes;
+  simd::vec acc[MR][NV];
   REPARAM_UNROLL
   for (int i = 0; i < MR; ++i) {
     REPARAM_UNROLL
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+    for (int v = 0; v < NV; ++v) acc[i][v] = simd::zero();
   }
-  for (Index p = 0; p < k; ++p) {
+  // A's elements of depth p: ap[i * as] (a row-major A: its rows, lda apart; a transposed one: the
+  // row p of A^T, contiguous), with ap advanced by one depth step at a time
+  const Index as = TA ? 1 : lda, ad = TA ? lda : 1;
+  const float* ap = a;
+  for (Index p = 0; p < k; ++p, ap += ad) {
     const float* bp = b + p * ldb;
     if (pf > 0 && p + pf < k) {
       const char* q = reinterpret_cast<const char*>(bp + pf * ldb);
       REPARAM_UNROLL
-      for (int v = 0; v <= NV; ++v) _mm_prefetch(q + 64 * v, _MM_HINT_T0);
+      for (int v = 0; v * 64 <= NV * W * 4; ++v) _mm_prefetch(q + 64 * v, _MM_HINT_T0);
     }
-    __m512 bv[NV];
+    simd::vec bv[NV];
     REPARAM_UNROLL
-    for (int v = 0; v + 1 < NV; ++v) bv[v] = _mm512_loadu_ps(bp + 16 * v);
-    bv[NV - 1] = _mm512_maskz_loadu_ps(mask, bp + 16 * (NV - 1));
+    for (int v = 0; v + 1 < NV; ++v) bv[v] = simd::load(bp + W * v);
+    bv[NV - 1] = Full ? simd::load(bp + W * (NV - 1)) : simd::load(bp + W * (NV - 1), mask);
     REPARAM_UNROLL
     for (int i = 0; i < MR; ++i) {
-      const __m512 x = _mm512_set1_ps(TA ? a[p * lda + i] : a[i * lda + p]);
+      const simd::vec x = simd::set1(ap[i * as]);
       REPARAM_UNROLL
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(x, bv[v], acc[i][v]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = simd::fmadd(x, bv[v], acc[i][v]);
     }
   }
-  const __m512 al = _mm512_set1_ps(alpha);
+  const simd::vec al = simd::set1(alpha);
   REPARAM_UNROLL
   for (int i = 0; i < MR; ++i) {
     REPARAM_UNROLL
     for (int v = 0; v < NV; ++v) {
-      float* ci = c + i * ldc + 16 * v;
-      const __mmask16 mv = v + 1 < NV ? __mmask16(0xFFFF) : mask;
-      const __m512 r = accumulate ? _mm512_fmadd_ps(al, acc[i][v], _mm512_maskz_loadu_ps(mv, ci)) : _mm512_mul_ps(al, acc[i][v]);
-      _mm512_mask_storeu_ps(ci, mv, r);
+      float* ci = c + i * ldc + W * v;
+      if (Full || v + 1 < NV) {
+        simd::store(ci, accumulate ? simd::fmadd(al, acc[i][v], simd::load(ci)) : simd::mul(al, acc[i][v]));
+      } else {
+        simd::store(ci, mask, accumulate ? simd::fmadd(al, acc[i][v], simd::load(ci, mask)) : simd::mul(al, acc[i][v]));
+      }
     }
   }
 }
 
-template <int NV, bool TA = false>
+template <int NV, bool TA, bool Full>
 inline void gemm_nn_strip(Index m, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k,
-                          float alpha, __mmask16 mask, bool accumulate, Index pf) noexcept {
+                          float alpha, simd::mask mask, bool accumulate, Index pf) noexcept {
   const Index step = TA ? 1 : lda;  // from one row of A to the next
   Index i = 0;
   for (; i + 6 <= m; i += 6)
-    gemm_nn_tile<6, NV, TA>(a + i * step, lda, b, ldb, c + i * ldc, ldc, k, alpha, mask, accumulate, i == 0 ? pf : 0);
+    gemm_nn_tile<6, NV, TA, Full>(a + i * step, lda, b, ldb, c + i * ldc, ldc, k, alpha, mask, accumulate, i == 0 ? pf : 0);
   const float* ai = a + i * step;
   float* ci = c + i * ldc;
   const Index p0 = i == 0 ? pf : 0;
   switch (m - i) {
-    case 5: gemm_nn_tile<5, NV, TA>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
-    case 4: gemm_nn_tile<4, NV, TA>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
-    case 3: gemm_nn_tile<3, NV, TA>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
-    case 2: gemm_nn_tile<2, NV, TA>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
-    case 1: gemm_nn_tile<1, NV, TA>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
+    case 5: gemm_nn_tile<5, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
+    case 4: gemm_nn_tile<4, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
+    case 3: gemm_nn_tile<3, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
+    case 2: gemm_nn_tile<2, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
+    case 1: gemm_nn_tile<1, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
     default: break;
   }
 }
 
-/// The column strips of C = alpha op(A) B (+ C), 48 columns at a time (then the rest, masked).
+/// The column strips of C = alpha op(A) B (+ C), `simd::nn_vectors` vectors at a time (48
+/// columns with AVX-512, 16 with AVX2), then the rest, its last vector masked.
 template <bool TA>
 inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
                               Index ldc, float alpha, bool accumulate, Index pf) noexcept {
+  constexpr int W = simd::lanes, NV = simd::nn_vectors;
+  const simd::mask all = simd::first(W);
   Index j = 0;
-  for (; j + 48 <= n; j += 48) gemm_nn_strip<3, TA>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, __mmask16(0xFFFF), accumulate, pf);
+#if REPARAM_INPLACE_GEMM == 256
+  // With AVX2 a strip is 64 bytes of each of B's rows, and every tile of 6 rows reads it all.
+  // Rows a multiple of 256 bytes apart (widths 256, 512, ...) put a strip in a few sets of the L1
+  // and L2, which then hold a small part of it: each tile read it again from L3 (60-70 GFLOP/s
+  // against 80-90 at width 400 on a Zen 3 VM). Other widths lose less to the stride. So a strip
+  // read by more than one tile is first copied to a contiguous buffer (the same values: the bits
+  // do not change), once for all the tiles: the Gaussian VAE's products 5% faster in a
+  // configure-probe sequence, the 512-wide layers 20-40% faster. (Up to a depth of 4096: 256 KB.)
+  if (m > 6 && k <= 4096) {
+    thread_local Workspace<float> strip_ws;
+    float* const buf = strip_ws.get(static_cast<std::size_t>(k * NV * W));
+    for (; j + NV * W <= n; j += NV * W) {
+      for (Index p = 0; p < k; ++p) {
+        REPARAM_UNROLL
+        for (int v = 0; v < NV; ++v) simd::store(buf + p * NV * W + v * W, simd::load(b + p * ldb + j + v * W));
+      }
+      gemm_nn_strip<NV, TA, true>(m, a, lda, buf, NV * W, c + j, ldc, k, alpha, all, accumulate, 0);
+    }
+  }
+#endif
+  for (; j + NV * W <= n; j += NV * W) gemm_nn_strip<NV, TA, true>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, all, accumulate, pf);
   const Index rest = n - j;
   if (rest == 0) return;
-  const Index last = rest - (rest - 1) / 16 * 16;  // columns in the last vector, 1..16
-  const __mmask16 mask = __mmask16((1u << last) - 1u);
-  if (rest > 32)
-    gemm_nn_strip<3, TA>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, pf);
-  else if (rest > 16)
-    gemm_nn_strip<2, TA>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, pf);
+  const simd::mask mask = simd::first(rest - (rest - 1) / W * W);  // columns in the last vector, 1..W
+  if (NV == 3 && rest > 2 * W)
+    gemm_nn_strip<NV, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, pf);
+  else if (rest > W)
+    gemm_nn_strip<2, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, pf);
   else
-    gemm_nn_strip<1, TA>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, pf);
+    gemm_nn_strip<1, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, pf);
 }
 
 /// C (m x n) = alpha A B, or C += alpha A B with `accumulate` (row-major, leading dimensions lda,
 /// ldb, ldc), for a batch A times a wide weight B, without packing B. Eigen's GEMM packs the whole
-/// weight on every call, which at 50-100 rows is a large part of the product; here 6 x 48 blocks
-/// of C stay in registers while B's rows stream past. Measured on the VAE layers (README, "VAE
-/// programs"): 28-34% faster than Eigen's GEMM in cache, the training steps 6-17% faster. Each
-/// element of C is one chain of fused multiply-adds over the depth in order, so its bits depend
-/// on neither m nor the other rows: a batch split between threads gives the whole batch's bits.
+/// weight on every call, which at 50-100 rows is a large part of the product; here blocks of 6
+/// rows by a strip of C (48 columns with AVX-512, 16 with AVX2) stay in registers while B's rows
+/// stream past. Measured on the VAE layers (README, "VAE programs"): 28-34% faster than Eigen's
+/// GEMM in cache with AVX-512, the training steps 6-17% faster. Each element of C is one chain of
+/// fused multiply-adds over the depth in order, so its bits depend on neither m nor the other
+/// rows: a batch split between threads gives the whole batch's bits.
 inline void gemm_nn_inplace(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
                             Index ldc, float alpha, bool accumulate) noexcept {
   constexpr Index pf = 8;  // rows of B ahead (measured: 0, 8 and 16 within noise of each other; 8 kept)
@@ -246,12 +360,12 @@ constexpr Index gemm_tn_depth_block = 256;
 /// C (m x n) = alpha A^T G, or C += alpha A^T G with `accumulate` (row-major; A is k x m, G is k x
 /// n): a weight's gradient from a batch, without packing either operand (Eigen's GEMM packs G^T
 /// and panels of A on every call). The tiles of `gemm_nn_inplace` with A read down its columns:
-/// 6 x 48 blocks of C in registers while 48-column strips of G's rows pass. Measured on the VAE's
-/// weight gradients (100 rows): 30% faster than Eigen's GEMM. Depths beyond 256 run in passes of
-/// 256, each pass one chain of fused multiply-adds per element, added into C. Each element is
-/// computed the same way whatever m and whatever rows or columns it is computed with, so rows of
-/// C computed apart (blocks of rows handed to an optimizer, threads' shares) have the whole
-/// product's bits.
+/// blocks of 6 rows of C in registers while strips of G's rows pass. Measured on the VAE's
+/// weight gradients (100 rows, AVX-512): 30% faster than Eigen's GEMM. Depths beyond 256 run in
+/// passes of 256, each pass one chain of fused multiply-adds per element, added into C. Each
+/// element is computed the same way whatever m and whatever rows or columns it is computed with,
+/// so rows of C computed apart (blocks of rows handed to an optimizer, threads' shares) have the
+/// whole product's bits.
 inline void gemm_tn_inplace(Index m, Index n, Index k, const float* a, Index lda, const float* g, Index ldg, float* c,
                             Index ldc, float alpha, bool accumulate) noexcept {
   for (Index p = 0; p < k; p += gemm_tn_depth_block)
@@ -261,27 +375,14 @@ inline void gemm_tn_inplace(Index m, Index n, Index k, const float* a, Index lda
 
 /// Whether C (m x n) = A (m x k) B^T, B (n x k), row-major float, goes through `gemm_nt_inplace`: a
 /// batch of at most 256 rows times the transpose of a weight (the input gradient g W^T of a layer
-/// x W), A at most 1 MB, with a depth of at least 64 that is a multiple of 16. Measured against
-/// Eigen's GEMM on 100-row batches: at depths 128-784 that are multiples of 16 it is 5-20% faster
-/// in cache and 20-40% with the weight out of cache; at other depths (100, 200, 300, 1000) every
-/// other row starts inside a cache line, the loads split, and it was 10-70% slower; at depth 40
-/// the lane sums cost more than the products.
+/// x W), A at most 1 MB, with a depth of at least 64 that is a multiple of the vector width (16
+/// floats with AVX-512, 8 with AVX2: every row then starts where a vector load does not split a
+/// cache line). Measured against Eigen's GEMM on 100-row batches (AVX-512): at depths 128-784 that
+/// are multiples of 16 it is 5-20% faster in cache and 20-40% with the weight out of cache; at other
+/// depths (100, 200, 300, 1000) every other row starts inside a cache line, the loads split, and
+/// it was 10-70% slower; at depth 40 the lane sums cost more than the products.
 inline bool gemm_nt_inplace_applies(Index m, Index n, Index k) noexcept {
-  return m >= 1 && m <= 256 && n >= 1 && k >= 64 && k % 16 == 0 && m * k <= (Index(1) << 18);
-}
-
-/// The lane sums of four vectors, in the four lanes of the result: lane l is added to lane l + 8,
-/// then l + 4, l + 2 and l + 1, the same tree for every vector whatever its neighbours, so an
-/// element's bits do not depend on which accumulators were reduced together.
-inline __m128 gemm_nt_sum4(__m512 x, __m512 y, __m512 u, __m512 w) noexcept {
-  // [x0-3 + x8-11, x4-7 + x12-15, the same for y] and for u, w
-  const __m512 xy = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
-  const __m512 uw = _mm512_add_ps(_mm512_shuffle_f32x4(u, w, 0x44), _mm512_shuffle_f32x4(u, w, 0xEE));
-  // one 128-bit block per vector: its four partial sums
-  __m512 r = _mm512_add_ps(_mm512_shuffle_f32x4(xy, uw, 0x88), _mm512_shuffle_f32x4(xy, uw, 0xDD));
-  r = _mm512_add_ps(r, _mm512_permute_ps(r, 0x4E));  // l + 2
-  r = _mm512_add_ps(r, _mm512_permute_ps(r, 0xB1));  // l + 1
-  return _mm512_castps512_ps128(_mm512_maskz_compress_ps(__mmask16(0x1111), r));
+  return m >= 1 && m <= 256 && n >= 1 && k >= 64 && k % simd::lanes == 0 && m * k <= (Index(1) << 18);
 }
 
 /// The first `count` of four sums to their places of C: alpha s, or fma(alpha, s, c) with
@@ -293,40 +394,52 @@ inline void gemm_nt_put(__m128 s, float alpha, bool accumulate, float* const* ds
 }
 
 /// C[0..MR) x [0..NR) = alpha A B^T (+ C with `accumulate`) for MR rows of A and NR rows of B: each
-/// element is a dot product of two contiguous rows, kept as 16 partial sums in a register over the
-/// depth (one chain of fused multiply-adds per lane; the depth is a multiple of 16) and summed
-/// across the lanes at the end by one fixed tree (`gemm_nt_sum4`), so its bits depend on neither
-/// the tile nor m. MR is 1 to 3, NR 8 or 1: 3 x 8 tiles read 3 rows of A (from L2, while B's 8
-/// rows stay in L1) per 24 products; 2-5% faster than the 4 x 6 tiles before them, same bits.
+/// element is a dot product of two contiguous rows, kept as `simd::lanes` partial sums in a
+/// register over the depth (one chain of fused multiply-adds per lane; the depth is a multiple of
+/// the width) and summed across the lanes at the end by one fixed tree (`simd::sum4`), so its bits depend
+/// on neither the tile nor m. MR is 1 to 3, NR `simd::nt_cols` (8 with AVX-512, 4 with AVX2) or 1:
+/// 3 x 8 tiles read 3 rows of A (from L2, while B's 8 rows stay in L1) per 24 products; 2-5%
+/// faster than the 4 x 6 tiles before them, same bits.
 template <int MR, int NR>
-inline void gemm_nt_tile(const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k, float alpha,
+REPARAM_TILE void gemm_nt_tile(const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k, float alpha,
                          bool accumulate) noexcept {
-  static_assert(MR >= 1 && MR <= 3 && (NR == 8 || NR == 1), "gemm_nt_tile: tiles are 1 to 3 by 8 or 1");
-  __m512 acc[MR][NR];
+  static_assert(MR >= 1 && MR <= 3 && (NR == simd::nt_cols || NR == 1), "gemm_nt_tile: tiles are 1 to 3 by nt_cols or 1");
+  constexpr int W = simd::lanes;
+  simd::vec acc[MR][NR];
   REPARAM_UNROLL
   for (int i = 0; i < MR; ++i) {
     REPARAM_UNROLL
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+    for (int j = 0; j < NR; ++j) acc[i][j] = simd::zero();
   }
-  for (Index p = 0; p < k; p += 16) {  // k is a multiple of 16 (gemm_nt_inplace_applies)
-    __m512 av[MR];
+  for (Index p = 0; p < k; p += W) {  // k is a multiple of W (gemm_nt_inplace_applies)
+    simd::vec av[MR];
     REPARAM_UNROLL
-    for (int i = 0; i < MR; ++i) av[i] = _mm512_loadu_ps(a + i * lda + p);
+    for (int i = 0; i < MR; ++i) {
+      av[i] = simd::load(a + i * lda + p);
+#if REPARAM_INPLACE_GEMM == 256 && defined(__GNUC__)
+      // each vector loaded once into a register: GCC otherwise folds the loads into every
+      // multiply-add using them, and with AVX2's 16 registers the tile was bound by loads
+      __asm__("" : "+x"(av[i]));
+#endif
+    }
     REPARAM_UNROLL
     for (int j = 0; j < NR; ++j) {
-      const __m512 bv = _mm512_loadu_ps(b + j * ldb + p);
+      simd::vec bv = simd::load(b + j * ldb + p);
+#if REPARAM_INPLACE_GEMM == 256 && defined(__GNUC__)
+      __asm__("" : "+x"(bv));
+#endif
       REPARAM_UNROLL
-      for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+      for (int i = 0; i < MR; ++i) acc[i][j] = simd::fmadd(av[i], bv, acc[i][j]);
     }
   }
-  if constexpr (NR == 8) {
+  if constexpr (NR == simd::nt_cols) {
     const __m128 al = _mm_set1_ps(alpha);
     REPARAM_UNROLL
     for (int i = 0; i < MR; ++i) {  // four neighbours in a row: one vector store
       REPARAM_UNROLL
-      for (int j = 0; j < 8; j += 4) {
+      for (int j = 0; j < NR; j += 4) {
         float* ci = c + i * ldc + j;
-        const __m128 s = gemm_nt_sum4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]);
+        const __m128 s = simd::sum4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]);
         _mm_storeu_ps(ci, accumulate ? _mm_fmadd_ps(al, s, _mm_loadu_ps(ci)) : _mm_mul_ps(al, s));
       }
     }
@@ -335,12 +448,12 @@ inline void gemm_nt_tile(const float* a, Index lda, const float* b, Index ldb, f
     REPARAM_UNROLL
     for (int i = 0; i < MR; ++i) dst[i] = c + i * ldc;
     constexpr int i1 = MR > 1 ? 1 : 0, i2 = MR > 2 ? 2 : MR - 1;
-    gemm_nt_put(gemm_nt_sum4(acc[0][0], acc[i1][0], acc[i2][0], acc[MR - 1][0]), alpha, accumulate, dst, MR);
+    gemm_nt_put(simd::sum4(acc[0][0], acc[i1][0], acc[i2][0], acc[MR - 1][0]), alpha, accumulate, dst, MR);
   }
 }
 
 /// One column strip of `gemm_nt_inplace` (NR rows of B): the rows of A by 3, the last one to
-/// four by 2 or 1 (a row of 1 x 8 tiles reads as much as a row of 3 x 8 tiles).
+/// four by 2 or 1 (a row of 1-row tiles reads as much as a row of 3-row tiles).
 template <int NR>
 inline void gemm_nt_strip(Index m, Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, float alpha,
                           bool accumulate) noexcept {
@@ -352,16 +465,17 @@ inline void gemm_nt_strip(Index m, Index k, const float* a, Index lda, const flo
 }
 
 /// C (m x n) = alpha A B^T, or C += alpha A B^T with `accumulate` (row-major; A is m x k, B is n x
-/// k, k a multiple of 16), for a batch A times a weight's transpose, without packing B: Eigen's
+/// k, k a multiple of `simd::lanes`), for a batch A times a weight's transpose, without packing B: Eigen's
 /// GEMM packs the whole weight on every call, a large part of a product with 50 or 100 rows.
-/// Tiles of 3 rows of A by 8 rows of B (24 dot products in registers); the 8 rows of B (at most 25
-/// KB at depth 784) stay in L1 while every row of A passes. Each element is its own dot product of
-/// a row of A and a row of B (`gemm_nt_tile`), so a batch split between threads gives the whole
-/// batch's bits.
+/// Tiles of 3 rows of A by `simd::nt_cols` rows of B (dot products in registers); the rows of B
+/// (at most 25 KB at depth 784) stay in L1 while every row of A passes. Each element is its own
+/// dot product of a row of A and a row of B (`gemm_nt_tile`), so a batch split between threads
+/// gives the whole batch's bits.
 inline void gemm_nt_inplace(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
                             Index ldc, float alpha, bool accumulate) noexcept {
+  constexpr int NR = simd::nt_cols;
   Index j = 0;
-  for (; j + 8 <= n; j += 8) gemm_nt_strip<8>(m, k, a, lda, b + j * ldb, ldb, c + j, ldc, alpha, accumulate);
+  for (; j + NR <= n; j += NR) gemm_nt_strip<NR>(m, k, a, lda, b + j * ldb, ldb, c + j, ldc, alpha, accumulate);
   for (; j < n; ++j) gemm_nt_strip<1>(m, k, a, lda, b + j * ldb, ldb, c + j, ldc, alpha, accumulate);
 }
 #endif
