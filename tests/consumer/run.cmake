@@ -29,7 +29,7 @@ else()
 endif()
 
 run(${CMAKE_COMMAND} -S "${src}" -B "${WORK}/build" -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Release ${args})
-run(${CMAKE_COMMAND} --build "${WORK}/build")
+run(${CMAKE_COMMAND} --build "${WORK}/build" --parallel 2)  # its two programs side by side: the longest test
 run("${WORK}/build/consumer")
 if(NOT last_out MATCHES "consumer ok")
   message(FATAL_ERROR "consumer printed: ${last_out}")
