@@ -30,8 +30,9 @@ function(reparam_probe_gemm out native)
     set(inplace ${CMAKE_MATCH_3})
     # With reparam's in-place kernels (AVX2 or AVX-512) a step gains beyond its products: no
     # weight is packed, and weight gradients stream to Adam block by block (not with a BLAS).
-    # On a Zen 3 VM the products alone timed within 3% of OpenBLAS's while the Gaussian step ran
-    # 8% faster: the kernels are kept unless OpenBLAS multiplies 10% faster.
+    # On a Zen 3 VM the products alone timed within 6% of OpenBLAS's either way (five configure
+    # runs), while the Gaussian program's 2-thread step took 2.49-3.44 ms on the kernels against
+    # 3.30-3.56 on OpenBLAS: the kernels are kept unless OpenBLAS multiplies 10% faster.
     string(REPLACE "." "" te_us ${te})  # printed with three decimals: microseconds
     string(REPLACE "." "" tb_us ${tb})
     string(REGEX REPLACE "^0+([0-9])" "\\1" te_us ${te_us})  # no leading zeros for math()
