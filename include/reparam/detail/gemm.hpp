@@ -221,6 +221,31 @@ inline bool gemm_nn_inplace_applies(Index m, Index n, Index k) noexcept {
   return m >= 1 && m <= 256 && n >= 16 && k >= 1;
 }
 
+/// Rows a broadcast tile prefetches as it goes: at depth step p < rows, the line(s) of a strip at
+/// at + p * ld (none by default).
+struct Prefetch {
+  const float* at = nullptr;
+  Index ld = 0;
+  Index rows = 0;
+};
+/// How the tiles of a strip share its prefetching: `ahead` rows ahead of B's rows in the first
+/// tile (a strip read where it is), or the whole of the next strip (`next`, `rows` rows `ld`
+/// apart) split between the tiles in slices of `slice` rows (a strip read from its copy: the
+/// next copy then reads from cache, instead of waiting on L3 a row at a time).
+struct StripPrefetch {
+  const float* b = nullptr;  // the strip read where it is: its rows, ld apart
+  Index ahead = 0;
+  const float* next = nullptr;  // or the next strip to copy
+  Index ld = 0, rows = 0, slice = 0;
+  Prefetch tile(Index t) const noexcept {
+    if (next != nullptr) {
+      const Index first = t * slice;
+      return first < rows ? Prefetch{next + first * ld, ld, std::min(slice, rows - first)} : Prefetch{};
+    }
+    return t == 0 && ahead > 0 && rows > ahead ? Prefetch{b + ahead * ld, ld, rows - ahead} : Prefetch{};
+  }
+};
+
 /// Rows [0, MR) of a strip of `simd::lanes` * NV columns of C = alpha A B (+ C with
 /// `accumulate`): the MR x NV accumulators stay in registers over the whole depth, B's rows are
 /// read where they are (a row-major weight's rows are contiguous), A's elements are broadcast.
@@ -229,7 +254,7 @@ inline bool gemm_nn_inplace_applies(Index m, Index n, Index k) noexcept {
 /// stored transposed (element (i, p) at a[p * lda + i]: `gemm_tn_inplace`).
 template <int MR, int NV, bool TA, bool Full>
 REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k, float alpha,
-                         simd::mask mask, bool accumulate, Index pf) noexcept {
+                         simd::mask mask, bool accumulate, Prefetch pf) noexcept {
   constexpr int W = simd::lanes;
   simd::vec acc[MR][NV];
   REPARAM_UNROLL
@@ -243,8 +268,8 @@ REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index 
   const float* ap = a;
   for (Index p = 0; p < k; ++p, ap += ad) {
     const float* bp = b + p * ldb;
-    if (pf > 0 && p + pf < k) {
-      const char* q = reinterpret_cast<const char*>(bp + pf * ldb);
+    if (p < pf.rows) {
+      const char* q = reinterpret_cast<const char*>(pf.at + p * pf.ld);
       REPARAM_UNROLL
       for (int v = 0; v * 64 <= NV * W * 4; ++v) _mm_prefetch(q + 64 * v, _MM_HINT_T0);
     }
@@ -276,14 +301,14 @@ REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index 
 
 template <int NV, bool TA, bool Full>
 inline void gemm_nn_strip(Index m, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k,
-                          float alpha, simd::mask mask, bool accumulate, Index pf) noexcept {
+                          float alpha, simd::mask mask, bool accumulate, const StripPrefetch& pf) noexcept {
   const Index step = TA ? 1 : lda;  // from one row of A to the next
   Index i = 0;
   for (; i + 6 <= m; i += 6)
-    gemm_nn_tile<6, NV, TA, Full>(a + i * step, lda, b, ldb, c + i * ldc, ldc, k, alpha, mask, accumulate, i == 0 ? pf : 0);
+    gemm_nn_tile<6, NV, TA, Full>(a + i * step, lda, b, ldb, c + i * ldc, ldc, k, alpha, mask, accumulate, pf.tile(i / 6));
   const float* ai = a + i * step;
   float* ci = c + i * ldc;
-  const Index p0 = i == 0 ? pf : 0;
+  const Prefetch p0 = pf.tile(i / 6);
   switch (m - i) {
     case 5: gemm_nn_tile<5, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
     case 4: gemm_nn_tile<4, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
@@ -316,23 +341,38 @@ inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index l
     float* const buf = strip_ws.get(static_cast<std::size_t>(k * NV * W));
     for (; j + NV * W <= n; j += NV * W) {
       for (Index p = 0; p < k; ++p) {
+        if (j == 0 && pf > 0 && p + 2 * pf < k) {  // the first strip: rows 2 pf ahead (the others came in already)
+          const char* q = reinterpret_cast<const char*>(b + (p + 2 * pf) * ldb);
+          _mm_prefetch(q, _MM_HINT_T0);
+          _mm_prefetch(q + 64, _MM_HINT_T0);
+        }
         REPARAM_UNROLL
         for (int v = 0; v < NV; ++v) simd::store(buf + p * NV * W + v * W, simd::load(b + p * ldb + j + v * W));
       }
-      gemm_nn_strip<NV, TA, true>(m, a, lda, buf, NV * W, c + j, ldc, k, alpha, all, accumulate, 0);
+      // while its tiles run, the next strip's rows come in (each tile a slice of them)
+      StripPrefetch next;
+#ifndef REPARAM_NO_STRIP_PREFETCH
+      if (pf > 0 && j + NV * W < n) {
+        const Index tiles = (m + 5) / 6;
+        next = StripPrefetch{nullptr, 0, b + j + NV * W, ldb, k, (k + tiles - 1) / tiles};
+      }
+#endif
+      gemm_nn_strip<NV, TA, true>(m, a, lda, buf, NV * W, c + j, ldc, k, alpha, all, accumulate, next);
     }
   }
 #endif
-  for (; j + NV * W <= n; j += NV * W) gemm_nn_strip<NV, TA, true>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, all, accumulate, pf);
+  for (; j + NV * W <= n; j += NV * W)
+    gemm_nn_strip<NV, TA, true>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, all, accumulate, StripPrefetch{b + j, pf, nullptr, ldb, k, 0});
   const Index rest = n - j;
   if (rest == 0) return;
+  const StripPrefetch last{b + j, pf, nullptr, ldb, k, 0};
   const simd::mask mask = simd::first(rest - (rest - 1) / W * W);  // columns in the last vector, 1..W
   if (NV == 3 && rest > 2 * W)
-    gemm_nn_strip<NV, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, pf);
+    gemm_nn_strip<NV, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, last);
   else if (rest > W)
-    gemm_nn_strip<2, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, pf);
+    gemm_nn_strip<2, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, last);
   else
-    gemm_nn_strip<1, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, pf);
+    gemm_nn_strip<1, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, last);
 }
 
 /// C (m x n) = alpha A B, or C += alpha A B with `accumulate` (row-major, leading dimensions lda,
