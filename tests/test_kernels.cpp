@@ -322,6 +322,58 @@ TEST_CASE("in-place kernels: copied strips of power-of-two widths give the bits 
   }
 }
 
+// With AVX2 the broadcast kernel copies each strip of G before its tiles read it. A weight's
+// gradient computed block by block (gemm_tn_sum_rows: streamed to an optimizer, or summed over
+// threads' batches) has G's strips copied once for all the blocks, in the workspace: every block
+// has the bits of the kernel copying them itself on one call for the whole product, at widths with
+// and without a last partial strip, at depths of one pass and of two, for sums of terms; and
+// packing grows no workspace that gemm_tn_sum_reserve sized.
+TEST_CASE("gemm_tn_sum_rows: G's strips copied once for every block give the bits of the kernel copying them", "[ops][linalg][paths]") {
+  Rng rng(39);
+  using CMap = Eigen::Map<const Matrix<float>>;
+  REQUIRE(inplace_gemm());
+  int diffs = 0;
+  for (Index n : {Index(16), Index(40), Index(256), Index(400), Index(520)}) {
+    const Index m = 150, k0 = 50, k1 = 300;
+    const Matrix<float> a0 = uniform_matrix<float>(rng, k0, m).array() - 0.5f, g0 = uniform_matrix<float>(rng, k0, n).array() - 0.5f;
+    const Matrix<float> a1 = uniform_matrix<float>(rng, k1, m).array() - 0.5f, g1 = uniform_matrix<float>(rng, k1, n).array() - 0.5f;
+    const Matrix<float> dense = uniform_matrix<float>(rng, m, n);
+    // the reference: the kernel on the whole product, copying strips itself, term after term
+    Matrix<float> ref(m, n);
+    detail::gemm_tn_inplace(m, n, k0, a0.data(), m, g0.data(), n, ref.data(), n, 1.f, false);
+    ref.array() += dense.array();
+    detail::gemm_tn_inplace(m, n, k1, a1.data(), m, g1.data(), n, ref.data(), n, 0.5f, true);
+    const detail::TnTerm<float> terms[3] = {{a0.data(), g0.data(), k0, 1.f, nullptr},
+                                            {nullptr, nullptr, 0, 1.f, dense.data()},
+                                            {a1.data(), g1.data(), k1, 0.5f, nullptr}};
+    detail::Workspace<float> ws;
+    const Index depths[3] = {k0, 0, k1};
+    detail::gemm_tn_sum_reserve(depths, 3, m, n, ws);
+    const float* reserved = ws.get(0);
+    Matrix<float> c = Matrix<float>::Constant(m, n, std::numeric_limits<float>::quiet_NaN());
+    const Index step = detail::gemm_tn_block_rows<float>(m, n);
+    for (Index first = 0; first < m; first += 2 * step) {  // two blocks at a time, as a thread's share
+      const Index last = std::min(m, first + 2 * step);
+      REQUIRE(detail::gemm_tn_sum_rows<float>(terms, 3, m, n, first, last, ws, [&](Index row, Index count, float* block) {
+        c.middleRows(row, count) = CMap(block, count, n);
+      }));
+    }
+    INFO("n " << n);
+    CHECK(ws.get(0) == reserved);
+    diffs += int((c.array() != ref.array()).count());
+    // and into C's storage (the stored-gradient path), one term
+    Matrix<float> d(m, n), ref1(m, n);
+    detail::gemm_tn_inplace(m, n, k1, a1.data(), m, g1.data(), n, ref1.data(), n, 0.5f, false);
+    REQUIRE(detail::gemm_tn_sum_rows<float>(terms + 2, 1, m, n, 0, m, ws, [](Index, Index, float*) {}, d.data()));
+    diffs += int((d.array() != ref1.array()).count());
+    const double u = std::numeric_limits<float>::epsilon() / 2;
+    const Eigen::MatrixXd exact = 0.5 * a1.cast<double>().transpose() * g1.cast<double>();
+    const Eigen::MatrixXd mag = 0.5 * a1.cast<double>().cwiseAbs().transpose() * g1.cast<double>().cwiseAbs();
+    CHECK(((d.cast<double>() - exact).cwiseAbs().array() <= (k1 + 2) * u * mag.array()).all());
+  }
+  CHECK(diffs == 0);
+}
+
 // The weight-gradient kernel (A^T G, each element one chain over the depth per pass of 256):
 // rows of the gradient computed block by block for an optimizer (gemm_tn_rows), any row range
 // of a sum over threads' batches (gemm_tn_sum_rows: what nn::DataParallel hands out), a single

@@ -323,10 +323,16 @@ inline void gemm_nn_strip(Index m, const float* a, Index lda, const float* b, In
 /// columns with AVX-512, 16 with AVX2), then the rest, its last vector masked.
 template <bool TA>
 inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
-                              Index ldc, float alpha, bool accumulate, Index pf) noexcept {
+                              Index ldc, float alpha, bool accumulate, Index pf, const float* packed = nullptr,
+                              Index packed_stride = 0) noexcept {
   constexpr int W = simd::lanes, NV = simd::nn_vectors;
   const simd::mask all = simd::first(W);
   Index j = 0;
+  if (packed != nullptr) {  // B's whole strips, copied already (`gemm_tn_pack_strips`): strip s at packed + s * packed_stride
+    for (; j + NV * W <= n; j += NV * W)
+      gemm_nn_strip<NV, TA, true>(m, a, lda, packed + j / (NV * W) * packed_stride, NV * W, c + j, ldc, k, alpha, all, accumulate,
+                                  StripPrefetch{});
+  }
 #if REPARAM_INPLACE_GEMM == 256
   // With AVX2 a strip is 64 bytes of each of B's rows, and every tile of 6 rows reads it all.
   // Rows a multiple of 256 bytes apart (widths 256, 512, ...) put a strip in a few sets of the L1
@@ -336,7 +342,7 @@ inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index l
   // do not change), once for all the tiles: the 512-wide layers' products 30-45% faster, and the
   // Gaussian VAE's (400 and 784 wide) faster in six of eight rounds of the configure probe's
   // sequence. (Up to a depth of 4096: a buffer of 256 KB.)
-  if (m > 6 && k <= 4096) {
+  if (packed == nullptr && m > 6 && k <= 4096) {
     thread_local Workspace<float> strip_ws;
     float* const buf = strip_ws.get(static_cast<std::size_t>(k * NV * W));
     for (; j + NV * W <= n; j += NV * W) {
@@ -408,10 +414,35 @@ constexpr Index gemm_tn_depth_block = 256;
 /// so rows of C computed apart (blocks of rows handed to an optimizer, threads' shares) have the
 /// whole product's bits.
 inline void gemm_tn_inplace(Index m, Index n, Index k, const float* a, Index lda, const float* g, Index ldg, float* c,
-                            Index ldc, float alpha, bool accumulate) noexcept {
+                            Index ldc, float alpha, bool accumulate, const float* g_strips = nullptr) noexcept {
+  constexpr Index sw = simd::nn_vectors * simd::lanes;
   for (Index p = 0; p < k; p += gemm_tn_depth_block)
     gemm_bcast_strips<true>(m, n, std::min(gemm_tn_depth_block, k - p), a + p * lda, lda, g + p * ldg, ldg, c, ldc, alpha,
-                            accumulate || p > 0, 0);
+                            accumulate || p > 0, 0, g_strips ? g_strips + p * sw : nullptr, k * sw);
+}
+
+/// Floats of `gemm_tn_pack_strips`'s copy of a k x n G: its whole strips (with AVX2, where the
+/// broadcast kernel copies strips), else nothing.
+inline Index gemm_tn_strips_size(Index k, Index n) noexcept {
+#if REPARAM_INPLACE_GEMM == 256
+  constexpr Index sw = simd::nn_vectors * simd::lanes;
+  return (n / sw) * sw * std::max(k, Index(0));
+#else
+  (void)k, (void)n;
+  return 0;
+#endif
+}
+
+/// G's (k x n, rows ldg apart) whole strips, each copied to k contiguous rows of the strip's
+/// width, strip after strip: what `gemm_tn_inplace` would copy for every block of C's rows it
+/// is called on, copied once for all of them (`g_strips`; the same values, so the same bits).
+inline void gemm_tn_pack_strips(Index k, Index n, const float* g, Index ldg, float* out) noexcept {
+  constexpr Index sw = simd::nn_vectors * simd::lanes;
+  for (Index j = 0; j + sw <= n; j += sw, out += k * sw)
+    for (Index p = 0; p < k; ++p) {
+      REPARAM_UNROLL
+      for (int v = 0; v < simd::nn_vectors; ++v) simd::store(out + p * sw + v * simd::lanes, simd::load(g + p * ldg + j + v * simd::lanes));
+    }
 }
 
 /// Whether C (m x n) = A (m x k) B^T, B (n x k), row-major float, goes through `gemm_nt_inplace`: a
@@ -759,6 +790,42 @@ bool tn_sum_inplace(Index m, Index n) noexcept {
 }
 constexpr int tn_tag_packed = 1, tn_tag_inplace = 2;  // what gemm_tn_sum_pack left in its workspace
 
+/// Floats of the strips `gemm_tn_sum_pack` copies for the in-place kernel, for product terms of
+/// depths depth(0), ..., depth(count - 1) (0: a term that copies nothing), each on a cache line.
+template <class T>
+Index tn_term_strips_size(Index depth, Index n) noexcept {
+#ifdef REPARAM_INPLACE_GEMM
+  if constexpr (std::is_same<T, float>::value)
+    return tn::padded(gemm_tn_strips_size(depth, n), static_cast<Index>(arena_alignment / sizeof(T)));
+#endif
+  (void)depth, (void)n;
+  return 0;
+}
+template <class T, class Depth>
+Index tn_inplace_strips_size(int count, Index n, Depth&& depth) noexcept {
+  Index size = 0;
+  for (int u = 0; u < count; ++u) size += tn_term_strips_size<T>(depth(u), n);
+  return size;
+}
+
+/// The in-place kernel's copies of every product term's strips of G, term after term, at the
+/// start of `ws` (`tn_inplace_strips_size`), followed by room for a block of C.
+template <class T>
+void tn_inplace_pack(const TnTerm<T>* terms, int count, Index m, Index n, Workspace<T>& ws) {
+  const Index size = tn_inplace_strips_size<T>(count, n, [terms](int u) { return terms[u].dense ? Index(0) : terms[u].depth; });
+  T* out = ws.get(static_cast<std::size_t>(size + gemm_tn_block_rows<T>(m, n) * n));
+#ifdef REPARAM_INPLACE_GEMM
+  if constexpr (std::is_same<T, float>::value) {
+    for (int u = 0; u < count && size > 0; ++u) {
+      if (terms[u].dense != nullptr) continue;
+      gemm_tn_pack_strips(terms[u].depth, n, terms[u].g, n, out);
+      out += tn_term_strips_size<T>(terms[u].depth, n);
+    }
+  }
+#endif
+  (void)out;
+}
+
 /// The first half of `gemm_tn_sum_rows`, for callers that compute a sum's rows in several calls
 /// (`nn::DataParallel`'s threads taking blocks as they come): every product term's G^T packed
 /// into `ws`, once. `gemm_tn_sum_rows_packed` then computes any rows from it, as long as `ws`
@@ -773,7 +840,11 @@ bool gemm_tn_sum_pack(const TnTerm<T>* terms, int count, Index m, Index n, Works
     for (int u = 0; u < count; ++u)
       if (terms[u].dense == nullptr && !gemm_tn_rows_applies<T>(m, n, terms[u].depth)) return false;
     ws.set_tag(tn_sum_inplace<T>(m, n) ? tn_tag_inplace : tn_tag_packed);
-    if (n == 0 || ws.tag() == tn_tag_inplace) return true;  // the in-place kernel reads G where it is
+    if (n == 0) return true;
+    if (ws.tag() == tn_tag_inplace) {  // the in-place kernel reads G where it is, or (AVX2) its strips copied once here
+      tn_inplace_pack(terms, count, m, n, ws);
+      return true;
+    }
     constexpr Index pad = static_cast<Index>(arena_alignment / sizeof(T));
     const tn::Layout l = tn::layout(terms, count, m, n);
     T* packed = ws.get(static_cast<std::size_t>(l.size_a + l.size_b + l.rows * n));
@@ -798,8 +869,9 @@ template <class T>
 void gemm_tn_sum_reserve(const Index* depths, int count, Index m, Index n, Workspace<T>& ws) {
   if constexpr (tn_rows_kernel<T>()) {
     if (n == 0 || m == 0) return;
-    const tn::Layout l = tn::layout<T>(count, m, n, [depths](int u) { return std::max(depths[u], Index(0)); });
-    ws.get(static_cast<std::size_t>(l.size_a + l.size_b + l.rows * n));
+    const auto depth = [depths](int u) { return std::max(depths[u], Index(0)); };
+    const tn::Layout l = tn::layout<T>(count, m, n, depth);
+    ws.get(static_cast<std::size_t>(std::max(l.size_a + l.size_b, tn_inplace_strips_size<T>(count, n, depth)) + l.rows * n));
   } else {
     (void)depths, (void)count, (void)m, (void)n, (void)ws;
   }
@@ -809,14 +881,14 @@ void gemm_tn_sum_reserve(const Index* depths, int count, Index m, Index n, Works
 /// only then).
 template <class T>
 void tn_inplace_product(Index m, Index n, Index k, const T* a, Index lda, const T* g, Index ldg, T* c, Index ldc, T alpha,
-                        bool accumulate) noexcept {
+                        bool accumulate, const T* g_strips = nullptr) noexcept {
 #ifdef REPARAM_INPLACE_GEMM
   if constexpr (std::is_same<T, float>::value) {
-    gemm_tn_inplace(m, n, k, a, lda, g, ldg, c, ldc, alpha, accumulate);
+    gemm_tn_inplace(m, n, k, a, lda, g, ldg, c, ldc, alpha, accumulate, g_strips);
     return;
   }
 #endif
-  (void)m, (void)n, (void)k, (void)a, (void)lda, (void)g, (void)ldg, (void)c, (void)ldc, (void)alpha, (void)accumulate;
+  (void)m, (void)n, (void)k, (void)a, (void)lda, (void)g, (void)ldg, (void)c, (void)ldc, (void)alpha, (void)accumulate, (void)g_strips;
 }
 
 /// The second half: rows [first, last) of the sum (see `gemm_tn_sum_rows`) from the G^T that
@@ -837,13 +909,17 @@ void gemm_tn_sum_rows_packed(const TnTerm<T>* terms, int count, Index m, Index n
     Eigen::internal::gebp_kernel<T, T, Index, tn::ResMapper<T>, tn::Traits<T>::mr, tn::Traits<T>::nr, false, false> gebp;
     T* const block_a = inplace ? nullptr : ws.get(static_cast<std::size_t>(l.size_a + l.size_b + l.rows * n));
     T* const block_b = inplace ? nullptr : block_a + l.size_a;
-    T* const scratch = out ? nullptr : inplace ? ws.get(static_cast<std::size_t>(l.rows * n)) : block_b + l.size_b;
+    // in place: the strips tn_inplace_pack copied, then the scratch block
+    const Index strips = inplace ? tn_inplace_strips_size<T>(count, n, [terms](int u) { return terms[u].dense ? Index(0) : terms[u].depth; }) : 0;
+    T* const copied = inplace ? ws.get(static_cast<std::size_t>(strips + l.rows * n)) : nullptr;
+    T* const scratch = out ? nullptr : inplace ? copied + strips : block_b + l.size_b;
     for (Index j = first; j < last; j += l.rows) {
       const Index cnt = std::min(l.rows, last - j);
       T* const c = out ? out + j * n : scratch;
       const tn::ResMapper<T> res(c, n);
       bool started = out != nullptr && accumulate;  // c holds a sum to add to
       const T* packed = block_a;
+      const T* g_strips = copied;
       for (int u = 0; u < count; ++u) {
         const TnTerm<T>& t = terms[u];
         if (t.dense != nullptr) {
@@ -855,7 +931,9 @@ void gemm_tn_sum_rows_packed(const TnTerm<T>* terms, int count, Index m, Index n
           continue;
         }
         if (inplace) {  // C = or += alpha A^T G over the block's columns of A
-          tn_inplace_product(cnt, n, t.depth, t.a + j, m, t.g, n, c, n, t.alpha, started);
+          const Index size = strips > 0 ? tn_term_strips_size<T>(t.depth, n) : 0;
+          tn_inplace_product(cnt, n, t.depth, t.a + j, m, t.g, n, c, n, t.alpha, started, size > 0 ? g_strips : nullptr);
+          g_strips += size;
           started = true;
           continue;
         }
