@@ -357,12 +357,10 @@ inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index l
       }
       // while its tiles run, the next strip's rows come in (each tile a slice of them)
       StripPrefetch next;
-#ifndef REPARAM_NO_STRIP_PREFETCH
       if (pf > 0 && j + NV * W < n) {
         const Index tiles = (m + 5) / 6;
         next = StripPrefetch{nullptr, 0, b + j + NV * W, ldb, k, (k + tiles - 1) / tiles};
       }
-#endif
       gemm_nn_strip<NV, TA, true>(m, a, lda, buf, NV * W, c + j, ldc, k, alpha, all, accumulate, next);
     }
   }
@@ -790,8 +788,8 @@ bool tn_sum_inplace(Index m, Index n) noexcept {
 }
 constexpr int tn_tag_packed = 1, tn_tag_inplace = 2;  // what gemm_tn_sum_pack left in its workspace
 
-/// Floats of the strips `gemm_tn_sum_pack` copies for the in-place kernel, for product terms of
-/// depths depth(0), ..., depth(count - 1) (0: a term that copies nothing), each on a cache line.
+/// Floats of the strips `gemm_tn_sum_pack` copies for the in-place kernel for one product term of
+/// depth `depth` (0 where the kernel reads G in place), rounded up to a cache line.
 template <class T>
 Index tn_term_strips_size(Index depth, Index n) noexcept {
 #ifdef REPARAM_INPLACE_GEMM
@@ -801,6 +799,8 @@ Index tn_term_strips_size(Index depth, Index n) noexcept {
   (void)depth, (void)n;
   return 0;
 }
+/// The same for product terms of depths depth(0), ..., depth(count - 1) (0: a term that copies
+/// nothing), one after the other.
 template <class T, class Depth>
 Index tn_inplace_strips_size(int count, Index n, Depth&& depth) noexcept {
   Index size = 0;
