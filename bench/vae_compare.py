@@ -3,7 +3,8 @@
 bench_vae (reparam on 1 thread and on every core; the floor: the products alone with reparam's
 GEMM, with Eigen's packed GEMM and with OpenBLAS's), bench_vae_libtorch (LibTorch's C++ frontend, when built) and the PyTorch twin
 (bench/pytorch_twin/vae.py) on 1 thread and on every core; then the programs' own --json figures
-and peak memory against the twin's. OPENBLAS_NUM_THREADS and OMP_NUM_THREADS are set for every
+and peak memory against the twin's; then `--rounds` rounds in which each program runs right before
+its twin, both timed by the median of their per-step times, and the median of the rounds' ratios. OPENBLAS_NUM_THREADS and OMP_NUM_THREADS are set for every
 child before it starts (Debian's torch ignores torch.set_num_threads for OpenBLAS).
 
   python3 bench/vae_compare.py --build build/release
@@ -17,6 +18,8 @@ import sys
 p = argparse.ArgumentParser()
 p.add_argument("--build", default="build/release")
 p.add_argument("--steps", type=int, default=400, help="steps of the twins and programs")
+p.add_argument("--rounds", type=int, default=5,
+               help="rounds of the programs against the twins, each program run right beside its twin")
 a = p.parse_args()
 here = os.path.dirname(os.path.abspath(__file__))
 cores = os.cpu_count() or 1
@@ -59,6 +62,7 @@ def twin(model, threads):
 
 
 def program(model, threads):
+    # the program's own timing: like the twin's, the median of its per-step times (data included)
     out = subprocess.run([os.path.join(a.build, "examples", "vae_" + model), "--steps", str(a.steps), "--threads",
                           str(threads), "--out", "/tmp/reparam_vae_compare", "--json"],
                          check=True, capture_output=True, text=True, env=env(1)).stdout
@@ -171,3 +175,40 @@ for m in ("gaussian", "categorical"):
     t = tw[(m, cores)]
     print(f"vae_{m}: step_ms_median {r['step_ms_median']:.3f} on {r['threads']} threads; peak RSS {r['peak_rss_mb']:.0f} MB "
           f"(twin {t['peak_rss_mb']:.0f} MB)")
+
+# The programs against the twins with one statistic on both sides: each side's --json figure is
+# the median of its own per-step times over the same loop (batch gathered, step, loss read back),
+# where the Google Benchmark rows above are medians of repetition means, which a host's bursts
+# raise. Each program runs right before its twin, round after round, so both meet the same spell of
+# the host; the ratio of each round is kept and their median reported.
+print(f"\nthe programs against the twins, both --json step medians, {a.rounds} rounds each run beside its twin")
+times = {}  # (model, threads) -> [(ours, twin)] per round
+for r in range(a.rounds):
+    line = []
+    for m in ("gaussian", "categorical"):
+        for t in (1, cores):
+            ours_ms = program(m, t)["step_ms_median"]
+            twin_ms = twin(m, t)["step_ms_median"]
+            times.setdefault((m, t), []).append((ours_ms, twin_ms))
+            line.append(f"{m} {t}t {ours_ms:.3f}/{twin_ms:.3f}")
+    print(f"round {r + 1} (ours/twin): " + ";  ".join(line) + " ms")
+
+
+def med(v):
+    v = sorted(v)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+for m in ("gaussian", "categorical"):
+    one = [o / w for o, w in times[(m, 1)]]
+    print(f"{m:12} program 1 thread / twin 1 thread:    median {med(one):.2f}x  [<= 0.6]  rounds " +
+          " ".join(f"{x:.2f}" for x in one))
+for m in ("gaussian", "categorical"):
+    # all cores against the twin's best configuration in the same round
+    allc = [times[(m, cores)][i][0] / min(times[(m, 1)][i][1], times[(m, cores)][i][1]) for i in range(a.rounds)]
+    print(f"{m:12} program all cores / twin's best:     median {med(allc):.2f}x  [<= 0.5]  rounds " +
+          " ".join(f"{x:.2f}" for x in allc))
+for m in ("gaussian", "categorical"):
+    sp = [times[(m, 1)][i][0] / times[(m, cores)][i][0] for i in range(a.rounds)]
+    print(f"{m:12} program speed-up, all cores / 1:     median {med(sp):.2f}x  [>= 1.7 on 2 cores]  rounds " +
+          " ".join(f"{x:.2f}" for x in sp))
