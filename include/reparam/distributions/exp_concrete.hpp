@@ -260,7 +260,7 @@ class ExpConcrete : public ValueOverloads<ExpConcrete<T>, T> {
     if constexpr (detail::checked_scalar<T>) {
       if (validation_enabled()) {
         const auto v = y.value();
-        detail::check_elements(op, "value must be finite", v, [](T a) { return detail::finite(a); });
+        detail::check_all_finite(op, "value must be finite", v);
         const T tol = T(8) * std::numeric_limits<detail::real_t<T>>::epsilon() * T(std::max<Index>(v.cols(), 4));
         for (Index i = 0; i < v.rows(); ++i) {
           using std::abs;

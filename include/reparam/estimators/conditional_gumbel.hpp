@@ -63,7 +63,7 @@ void check_conditional(OpName op, const BasicVar<T>& logits, const Eigen::DenseB
                         (blocks == 0 ? ", or a stack of such blocks)" : ")"));
   check_one_hot(op, hard);
   if constexpr (detail::checked_scalar<T>)
-    if (validation_enabled()) check_elements(op, "logits must be finite", logits.value(), [](T v) { return finite(v); });
+    if (validation_enabled()) check_all_finite(op, "logits must be finite", logits.value());
 }
 
 /// Standard Gumbel noise G(u) of the logits' shape as a constant of their tape; fill(out) writes

@@ -61,7 +61,7 @@ void check_estimator_logits(OpName op, Family family, const BasicVar<T>& logits)
   if (family == Family::categorical && logits.cols() == 0)
     throw_shape(op, "logits must have at least one column (got " + shape_str(logits.rows(), 0) + ")");
   if constexpr (detail::checked_scalar<T>)
-    if (validation_enabled()) check_elements(op, "logits must be finite", logits.value(), [](T v) { return finite(v); });
+    if (validation_enabled()) check_all_finite(op, "logits must be finite", logits.value());
 }
 
 /// m (R x K) times w (C x 1), w's row c applied to the c-th group of R / C rows.

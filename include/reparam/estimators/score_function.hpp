@@ -45,7 +45,7 @@ BasicVar<T> score_surrogate(const BasicVar<T>& log_prob, const C& cost, const B&
   });
   if constexpr (detail::checked_scalar<T>)
     if (validation_enabled())
-      check_elements(op, "cost - baseline must be finite", w.value(), [](T v) { return finite(v); });
+      check_all_finite(op, "cost - baseline must be finite", w.value());
   return sum(w * log_prob);
 }
 
