@@ -159,6 +159,8 @@ template <class T, class D>
 void check_uniforms(OpName op, const Eigen::DenseBase<D>& u) {
   if constexpr (detail::checked_scalar<T>) {
     if (!validation_enabled()) return;
+    if constexpr (std::is_floating_point<T>::value)  // vectorized passes first (see all_finite_fast)
+      if (u.size() == 0 || (all_finite_fast(u) && u.minCoeff() >= T(0) && u.maxCoeff() <= T(1))) return;
     check_elements(op, "uniforms must lie in [0, 1]", u, [](T v) { return v >= T(0) && v <= T(1); });
   }
 }
