@@ -2,6 +2,7 @@
 // the uniform and normal samplers, and the ziggurat tables.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -204,6 +205,24 @@ TEST_CASE("the ziggurat tables are the layers of N(0, 1)", "[random]") {
   const double tail = std::sqrt(M_PI / 2) * std::erfc(R / std::sqrt(2.0));
   REQUIRE(std::abs(R * f(R) + tail - V) < 1e-12);
   REQUIRE(detail::zig::k52[1] == 0);
+  // The float layers' pairs, fetched by one 64-bit gather with AVX2: w23's bits low, k23 high.
+  for (int i = 0; i < 256; ++i) {
+    std::uint32_t wb;
+    std::memcpy(&wb, &detail::zig::w23[i], 4);
+    INFO("layer " << i);
+    REQUIRE(detail::zig::wk23[i] == ((std::uint64_t(detail::zig::k23[i]) << 32) | wb));
+  }
+}
+
+TEST_CASE("split_halves gives each word's low half, then its high half", "[random]") {
+  const std::uint64_t w[3] = {0x0123456789abcdefull, 0xfedcba9876543210ull, 0x00000001ffffffffull};
+  std::uint32_t h[6] = {};
+  detail::split_halves(w, h, 3);
+  const std::uint32_t expected[6] = {0x89abcdefu, 0x01234567u, 0x76543210u, 0xfedcba98u, 0xffffffffu, 0x00000001u};
+  for (int j = 0; j < 6; ++j) CHECK(h[j] == expected[j]);
+  std::uint32_t untouched[2] = {7u, 7u};
+  detail::split_halves(w, untouched, 0);
+  CHECK((untouched[0] == 7u && untouched[1] == 7u));
 }
 
 TEST_CASE("normal draws: moments and Kolmogorov-Smirnov against the normal cdf", "[random][stats]") {

@@ -40,6 +40,20 @@ inline float unit_from_half(std::uint32_t h) noexcept {
 
 inline constexpr std::size_t block = 256;  // words per block of bulk sampling
 
+/// Each of n words as two 32-bit halves, the low one first: h[2j] = w[j] mod 2^32, h[2j + 1] =
+/// w[j] >> 32. On a little-endian machine that is the words' own bytes, so a copy (a plain loop
+/// was compiled to a shuffle network: 5% of a block of normals on Zen 3).
+inline void split_halves(const std::uint64_t* w, std::uint32_t* h, std::size_t n) noexcept {
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  std::memcpy(h, w, n * sizeof(std::uint64_t));
+#else
+  for (std::size_t j = 0; j < n; ++j) {
+    h[2 * j] = static_cast<std::uint32_t>(w[j]);
+    h[2 * j + 1] = static_cast<std::uint32_t>(w[j] >> 32);
+  }
+#endif
+}
+
 /// n uniforms in (0, 1). Doubles take a word each; floats take the low then the high half of
 /// each word.
 template <class T, class G>
@@ -59,10 +73,7 @@ void fill_uniform_real(G& g, T* out, std::size_t n) {
       const std::size_t nw = (nf + 1) / 2;
       fill_words(g, w, nw);
       std::uint32_t h[2 * block];
-      for (std::size_t j = 0; j < nw; ++j) {
-        h[2 * j] = static_cast<std::uint32_t>(w[j]);
-        h[2 * j + 1] = static_cast<std::uint32_t>(w[j] >> 32);
-      }
+      split_halves(w, h, nw);
       for (std::size_t j = 0; j < nf; ++j) out[i + j] = unit_from_half(h[j]);
     }
   }

@@ -110,13 +110,21 @@ inline void ziggurat_fast_f(const std::uint32_t* h, float* o, std::size_t n, std
     bad[j / 64] |= mask << (j % 64);
   }
 #elif defined(__AVX2__)
+  // Each layer's w and k as one 64-bit word (zig::wk23): two gathers of four words per eight
+  // draws instead of two of eight floats. Gathers are the pass's cost on Zen 3, where this is
+  // 25% faster (throwaway loop over 512 draws in L1: 67 -> 50 us per 65,536); the same values.
   const __m256i low8 = _mm256_set1_epi32(0xff);
+  const long long* const wk = reinterpret_cast<const long long*>(zig::wk23);
   for (; j + 8 <= n; j += 8) {
     const __m256i hw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + j));
     const __m256i l = _mm256_and_si256(hw, low8);
     const __m256i m = _mm256_srli_epi32(hw, 9);
-    const __m256 w = _mm256_i32gather_ps(zig::w23, l, 4);
-    const __m256i k = _mm256_i32gather_epi32(reinterpret_cast<const int*>(zig::k23), l, 4);
+    // p0 = w0 k0 w1 k1 | w2 k2 w3 k3 and p1 the same for draws 4..7
+    const __m256 p0 = _mm256_castsi256_ps(_mm256_i32gather_epi64(wk, _mm256_castsi256_si128(l), 8));
+    const __m256 p1 = _mm256_castsi256_ps(_mm256_i32gather_epi64(wk, _mm256_extracti128_si256(l, 1), 8));
+    // even and odd floats: w0 w1 w4 w5 | w2 w3 w6 w7 (k likewise), then the 64-bit pairs in order
+    const __m256 w = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0x88)), 0xd8));
+    const __m256i k = _mm256_castpd_si256(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0xdd)), 0xd8));
     const __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(m), w);
     const __m256i sign = _mm256_slli_epi32(_mm256_srli_epi32(hw, 8), 31);
     _mm256_storeu_ps(o + j, _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(x), sign)));
@@ -207,10 +215,7 @@ void fill_normal_real(G& g, T* out, std::size_t n) {
       const std::size_t nf = n - i < 2 * block ? n - i : 2 * block;
       const std::size_t nw = (nf + 1) / 2;
       fill_words(g, w, nw);
-      for (std::size_t j = 0; j < nw; ++j) {  // low half first (a copy on little-endian machines)
-        h[2 * j] = static_cast<std::uint32_t>(w[j]);
-        h[2 * j + 1] = static_cast<std::uint32_t>(w[j] >> 32);
-      }
+      split_halves(w, h, nw);  // low half first
       float* o = out + i;
       std::memset(bad, 0, sizeof bad);
       ziggurat_fast_f(h, o, nf, bad);
