@@ -68,13 +68,13 @@ class Arena {
     }
     current_ = 0;
     offset_ = 0;
-    used_ = 0;
+    used_before_ = 0;
     data_ = blocks_.empty() ? nullptr : blocks_[0].data;
     capacity_ = blocks_.empty() ? 0 : blocks_[0].capacity;
   }
 
   /// Bytes handed out since the last reset (including alignment padding).
-  std::size_t used() const noexcept { return used_; }
+  std::size_t used() const noexcept { return used_before_ + offset_; }
   /// Bytes owned in all blocks.
   std::size_t capacity() const noexcept {
     std::size_t total = 0;
@@ -91,7 +91,6 @@ class Arena {
   void* allocate_bytes(std::size_t bytes, std::size_t align) {
     const std::size_t start = (offset_ + align - 1) & ~(align - 1);
     if (start + bytes <= capacity_) {  // the common case: a bump in the current block
-      used_ += start + bytes - offset_;
       offset_ = start + bytes;
       return data_ + start;
     }
@@ -102,8 +101,8 @@ class Arena {
   __attribute__((noinline))
 #endif
   void* allocate_slow(std::size_t bytes) {
+    used_before_ += offset_;  // the block left behind: what was handed out of it
     next_block(bytes);
-    used_ += bytes;
     offset_ = bytes;
     return data_;
   }
@@ -138,7 +137,7 @@ class Arena {
   std::size_t capacity_ = 0;
   std::size_t current_ = 0;
   std::size_t offset_ = 0;
-  std::size_t used_ = 0;
+  std::size_t used_before_ = 0;  // handed out of the blocks before the current one (used() adds offset_)
 };
 
 /// A grow-only aligned buffer for scratch space (GEMM packing), reused by every operation.

@@ -18,6 +18,11 @@ namespace detail {
 template <class T>
 using RowArray = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+/// The error of `broadcast_shape`, out of line (see REPARAM_COLD).
+[[noreturn]] REPARAM_COLD inline void throw_broadcast(OpName op, Index ar, Index ac, Index br, Index bc) {
+  throw_shape(op, "shapes do not broadcast (" + shape_str(ar, ac) + " and " + shape_str(br, bc) + ")");
+}
+
 /// The broadcast shape of a and b, or ShapeError naming `op` and both shapes.
 inline void broadcast_shape(OpName op, Index ar, Index ac, Index br, Index bc, Index& r, Index& c) {
   auto dim = [](Index x, Index y, Index& out) {
@@ -31,8 +36,7 @@ inline void broadcast_shape(OpName op, Index ar, Index ac, Index br, Index bc, I
     }
     return false;
   };
-  if (!dim(ar, br, r) || !dim(ac, bc, c))
-    throw_shape(op, "shapes do not broadcast (" + shape_str(ar, ac) + " and " + shape_str(br, bc) + ")");
+  if (!dim(ar, br, r) || !dim(ac, bc, c)) throw_broadcast(op, ar, ac, br, bc);
 }
 
 template <class M>
