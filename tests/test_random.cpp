@@ -282,6 +282,21 @@ TEST_CASE("the samplers' float log is within 1 ulp of std::log", "[random]") {
   detail::gumbel_from_uniform(g.data(), std::size_t(g.size()));
   for (Index i = 0; i < u.size(); ++i)
     CHECK(std::abs(g.data()[i] + std::log(-std::log(double(u.data()[i])))) <= 4e-7 * (1 + std::abs(g.data()[i])));
+  // So does Laplace noise (one log of 2 min(u, 1 - u) per element), the clamped extremes and the
+  // middle included: within an ulp of the quantile computed in double.
+  std::vector<float> lu(u.data(), u.data() + u.size());
+  lu.insert(lu.end(), {detail::unit_lo<float>(), detail::unit_hi<float>(), 0.5f, std::nextafter(0.5f, 0.0f),
+                       std::nextafter(0.5f, 1.0f), 0.25f, 0.75f});
+  std::vector<float> lap = lu;
+  detail::laplace_from_uniform(lap.data(), lap.size());
+  for (std::size_t i = 0; i < lu.size(); ++i) {
+    const double x = lu[i], exact = x < 0.5 ? std::log(2 * x) : -std::log(2 * (1 - x));
+    const float ef = float(exact);
+    const double ulp = double(std::nextafter(std::abs(ef), 1e30f) - std::abs(ef));
+    INFO("u = " << x);
+    CHECK(std::abs(double(lap[i]) - exact) <= (exact == 0 ? 0.0 : ulp));
+    CHECK(std::signbit(lap[i]) == (x <= 0.5));  // -0 at the middle, as -log(2 (1 - u)) gives
+  }
 }
 
 TEST_CASE("vectorized ziggurat fast paths give the scalar formula's numbers", "[random]") {
