@@ -148,6 +148,8 @@ inline void ziggurat_fast_f(const std::uint32_t* h, float* o, std::size_t n, std
 }
 
 /// The same for double over n words (layer = low 8 bits, sign = bit 8, magnitude = top 52 bits).
+/// The vector forms convert m exactly (its bits under the exponent of 2^52, minus 2^52) and
+/// multiply once, as the scalar form does.
 inline void ziggurat_fast_d(const std::uint64_t* w, double* o, std::size_t n, std::uint64_t* bad) {
   std::size_t j = 0;
 #if defined(__AVX512F__)
@@ -165,6 +167,24 @@ inline void ziggurat_fast_d(const std::uint64_t* w, double* o, std::size_t n, st
     _mm512_storeu_pd(o + j, _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(x), sign)));
     const std::uint64_t mask = _mm512_cmpge_epu64_mask(m, k);
     bad[j / 64] |= mask << (j % 64);
+  }
+#elif defined(__AVX2__)
+  // Four at a time (throwaway loop over a block in L1 on Zen 3: 120 -> 90 us per 65,536).
+  const __m256i low8 = _mm256_set1_epi64x(0xff);
+  const __m256i expo = _mm256_set1_epi64x(0x4330000000000000ll);
+  const __m256d two52 = _mm256_set1_pd(0x1.0p52);
+  for (; j + 4 <= n; j += 4) {
+    const __m256i ww = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j));
+    const __m256i l = _mm256_and_si256(ww, low8);
+    const __m256i m = _mm256_srli_epi64(ww, 12);
+    const __m256d md = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(m, expo)), two52);  // exact: m < 2^52
+    const __m256d x = _mm256_mul_pd(md, _mm256_i64gather_pd(zig::w52, l, 8));
+    const __m256i k = _mm256_i64gather_epi64(reinterpret_cast<const long long*>(zig::k52), l, 8);
+    const __m256i sign = _mm256_slli_epi64(_mm256_srli_epi64(ww, 8), 63);
+    _mm256_storeu_pd(o + j, _mm256_castsi256_pd(_mm256_xor_si256(_mm256_castpd_si256(x), sign)));
+    // m, k < 2^52: signed comparison; bad where !(k > m)
+    const unsigned ok = static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(k, m))));
+    bad[j / 64] |= std::uint64_t{~ok & 0xfu} << (j % 64);
   }
 #endif
   for (; j < n; ++j) {
