@@ -1,6 +1,7 @@
 // Extreme but valid input stays finite (logits +-1e4, temperature 0.01, scales 1e-30 and 1e30,
 // uniforms exactly 0 and 1), and finite-difference gradient checks of the sampling operations.
 #include <cmath>
+#include <limits>
 
 #include "support.hpp"
 
@@ -137,6 +138,46 @@ TEST_CASE("uniforms of exactly 0 and 1 are moved inside (0, 1) by reparameterize
   REQUIRE(Concrete(lf, 0.01f).reparameterize(uf).value().allFinite());
   REQUIRE(RelaxedBernoulli(lf, 0.01f).reparameterize(uf).value().allFinite());
   REQUIRE(Gumbel(lf, 1.0f).reparameterize(uf).value().allFinite());
+}
+
+namespace {
+// Gumbel, Logistic and Laplace reparameterized from given uniforms, with validation on and off.
+template <class T>
+void check_nan_uniforms_with_validation_off() {
+  using M = Matrix<T>;
+  BasicTape<T> t;
+  const BasicVar<T> loc = t.variable(M::Zero(1, 5));
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  const M finite_u{{T(0.3), T(0.5), T(0), T(1), T(0.9)}};
+  M bad = finite_u;
+  bad(0, 2) = nan;
+  auto each = [&](auto&& f) {
+    f(Gumbel<T>(loc, T(1)));
+    f(Logistic<T>(loc, T(1)));
+    f(Laplace<T>(loc, T(1)));
+  };
+  each([&](const auto& d) {
+    INFO(d.name);
+    const M on = d.reparameterize(finite_u).value();
+    REQUIRE_THROWS_AS(d.reparameterize(bad), DomainError);
+    ValidationScope off(false);
+    // finite uniforms: the same bits as with validation on (-0 included)
+    const M same = d.reparameterize(finite_u).value();
+    for (Index j = 0; j < 5; ++j) {
+      CHECK(same(0, j) == on(0, j));
+      CHECK(std::signbit(same(0, j)) == std::signbit(on(0, j)));
+    }
+    // a NaN uniform gives a NaN sample there (not a finite wrong number), the others unchanged
+    const M got = d.reparameterize(bad).value();
+    CHECK(std::isnan(got(0, 2)));
+    for (Index j : {0, 1, 3, 4}) CHECK(got(0, j) == on(0, j));
+  });
+}
+}  // namespace
+
+TEST_CASE("with validation off, a NaN uniform gives a NaN sample, not a finite wrong one", "[dist][extremes]") {
+  check_nan_uniforms_with_validation_off<float>();
+  check_nan_uniforms_with_validation_off<double>();
 }
 
 TEST_CASE("Gumbel log_prob is finite far in the left tail", "[dist][extremes]") {

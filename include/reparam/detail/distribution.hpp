@@ -415,6 +415,10 @@ class LocationScale : public CdfOverloads<D, T> {
     if constexpr (D::uniform_noise) {
       out = noise.unaryExpr([](T v) { return detail::clamp_unit(v); });
       D::transform(out.data(), static_cast<std::size_t>(out.size()));
+      // A NaN uniform gets here only with validation switched off (clamp_unit keeps it), and the
+      // float transforms' log, made for the generator's uniforms, would map it to a finite wrong
+      // number: subtracting u - u (+0 for every finite u, so no bit changes) keeps it NaN.
+      if (!validation_enabled()) out.array() -= noise.array() - noise.array();
     } else {
       out = noise;
     }
