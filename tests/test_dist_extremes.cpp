@@ -171,6 +171,12 @@ void check_nan_uniforms_with_validation_off() {
     const M got = d.reparameterize(bad).value();
     CHECK(std::isnan(got(0, 2)));
     for (Index j : {0, 1, 3, 4}) CHECK(got(0, j) == on(0, j));
+    // -inf and +inf are moved inside as 0 and 1 are: the same samples, not NaN
+    M infs = finite_u;
+    infs(0, 2) = -std::numeric_limits<T>::infinity();
+    infs(0, 3) = std::numeric_limits<T>::infinity();
+    const M clamped = d.reparameterize(infs).value();
+    for (Index j = 0; j < 5; ++j) CHECK(clamped(0, j) == on(0, j));
   });
 }
 }  // namespace

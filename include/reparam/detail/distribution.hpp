@@ -413,12 +413,14 @@ class LocationScale : public CdfOverloads<D, T> {
   template <class N, class Out>
   static void from_base(const N& noise, Out& out) {
     if constexpr (D::uniform_noise) {
-      out = noise.unaryExpr([](T v) { return detail::clamp_unit(v); });
+      const auto clamped = noise.unaryExpr([](T v) { return detail::clamp_unit(v); });
+      out = clamped;
       D::transform(out.data(), static_cast<std::size_t>(out.size()));
-      // A NaN uniform gets here only with validation switched off (clamp_unit keeps it), and the
-      // float transforms' log, made for the generator's uniforms, would map it to a finite wrong
-      // number: subtracting u - u (+0 for every finite u, so no bit changes) keeps it NaN.
-      if (!validation_enabled()) out.array() -= noise.array() - noise.array();
+      // A NaN uniform gets here only with validation switched off (clamp_unit keeps it, and moves
+      // +-inf inside), and the float transforms' log, made for the generator's uniforms, would
+      // map it to a finite wrong number: subtracting c - c for the clamped c (+0 for every c but
+      // NaN, so no bit changes) keeps it NaN.
+      if (!validation_enabled()) out.array() -= clamped.array() - clamped.array();
     } else {
       out = noise;
     }
