@@ -109,7 +109,9 @@ T step(BasicTape<T>& tape, Parameter<T>& w1, Parameter<T>& b1, Parameter<T>& w2,
                            sum(sum_cols(h1) / (T(1) + sum_cols(h1))) * T(0.001) +
                            sum(reshape(transpose(logits), 1, -1)) * T(0.001) + sum(stop_gradient(h2) * h2) * T(0.001) +
                            sum(bce_with_logits(logits, tape.constant(y))) * T(0.001) + mean(h2 - T(1)) + mean(T(2) - h2) +
-                           mean(T(3) / (h2 + T(2))) * (tape.constant(T(1)) - T(0.5));
+                           mean(T(3) / (h2 + T(2))) * (tape.constant(T(1)) - T(0.5)) +
+                           mean(linear_relu(h1, tape.variable(w2), tape.variable(b2)) + linear(h1, tape.variable(w2), tape.variable(b2))) *
+                               T(0.001);
   const BasicVar<T> loss = ce + misc * T(0.01);
   tape.backward(loss);
   return loss.item();

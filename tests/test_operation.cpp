@@ -1,6 +1,8 @@
 // The public operation interface (reparam::Operation / reparam::Backward) and the operations built
 // on it this pass: slice_rows, slice_cols, concat_rows, concat_cols, clamp, linear, soft_argmax.
 // Gradients against central differences; errors by type and message.
+#include <cstring>
+
 #include "support.hpp"
 
 using namespace reparam;
@@ -148,24 +150,100 @@ TEST_CASE("clamp: value, gradient inside and outside the bounds, errors", "[oper
                          Catch::Matchers::Message("reparam: clamp: bounds must satisfy lo <= hi (got lo nan, hi 1)"));
 }
 
-TEST_CASE("linear is x W + b in one node, with the gradients of the three", "[operation][linalg]") {
-  Gen g(5);
-  for (Index m : {1, 7, 40})
-    for (Index k : {1, 9, 33}) {
-      const Mat x = g.matrix(m, k), w = g.matrix(k, 6), b = g.matrix(1, 6);
-      INFO(m << "x" << k);
+namespace {
+// A layer (`linear` or `linear_relu`) against its formula on m x k inputs and k x n weights, its
+// gradients by central differences, and its shape errors by message.
+template <class Layer>
+void check_layer(const std::string& name, const Layer& layer, bool relu, Gen& g, std::initializer_list<Index> ms,
+                 std::initializer_list<Index> ks, Index n) {
+  for (Index m : ms)
+    for (Index k : ks) {
+      const Mat x = g.matrix(m, k), w = g.matrix(k, n), b = g.matrix(1, n);
+      INFO(name << " " << m << "x" << k);
+      const Mat pre = (x * w).rowwise() + b.row(0);
+      if (relu) REQUIRE(pre.cwiseAbs().minCoeff() > 1e-4);  // no pre-activation at relu's kink, where differences fail
       Tape t;
-      const Var y = linear(t.constant(x), t.constant(w), t.constant(b));
-      CHECK(Mat(y.value()).isApprox(Mat((x * w).rowwise() + b.row(0)), 1e-13));
-      test::check_gradients(
-          [](Tape& tt, const std::vector<Var>& v) { return test::weighted_sum(tt, linear(v[0], v[1], v[2])); }, {x, w, b});
+      const Var y = layer(t.constant(x), t.constant(w), t.constant(b));
+      CHECK(Mat(y.value()).isApprox(relu ? Mat(pre.cwiseMax(0.0)) : pre, 1e-13));
+      test::check_gradients([&](Tape& tt, const std::vector<Var>& v) { return test::weighted_sum(tt, layer(v[0], v[1], v[2])); },
+                            {x, w, b});
     }
   Tape t;
   const Var x = t.variable(Mat::Ones(2, 3)), w = t.variable(Mat::Ones(3, 4));
-  REQUIRE_THROWS_MATCHES(linear(x, w, t.variable(Mat::Ones(1, 3))), ShapeError,
-                         Catch::Matchers::Message("reparam: linear: bias must be 1x4 (got 1x3)"));
-  REQUIRE_THROWS_MATCHES(linear(x, t.variable(Mat::Ones(2, 4)), t.variable(Mat::Ones(1, 4))), ShapeError,
-                         Catch::Matchers::Message("reparam: linear: inner dimensions differ (2x3 and 2x4)"));
+  REQUIRE_THROWS_MATCHES(layer(x, w, t.variable(Mat::Ones(1, 3))), ShapeError,
+                         Catch::Matchers::Message("reparam: " + name + ": bias must be 1x4 (got 1x3)"));
+  REQUIRE_THROWS_MATCHES(layer(x, t.variable(Mat::Ones(2, 4)), t.variable(Mat::Ones(1, 4))), ShapeError,
+                         Catch::Matchers::Message("reparam: " + name + ": inner dimensions differ (2x3 and 2x4)"));
+}
+}  // namespace
+
+TEST_CASE("linear is x W + b in one node, with the gradients of the three", "[operation][linalg]") {
+  Gen g(5);
+  check_layer("linear", [](const Var& x, const Var& w, const Var& b) { return linear(x, w, b); }, false, g, {1, 7, 40}, {1, 9, 33}, 6);
+}
+
+namespace {
+// relu(x W + b) as linear_relu's one node and as relu(linear(...))'s two, on one tape each: the
+// values and the gradients of x, W and b (through a fixed weighting of the output).
+template <class T>
+void check_linear_relu_bits(const Mat& x64, const Mat& w64, const Mat& b64) {
+  using M = Matrix<T>;
+  const M x = x64.template cast<T>(), w = w64.template cast<T>(), b = b64.template cast<T>();
+  Gen g(7);
+  const M weights = g.matrix(x.rows(), w.cols(), -1.0, 1.0).template cast<T>();
+  auto run = [&](bool fused, M& y, M& gx, M& gw, M& gb) {
+    BasicTape<T> t;
+    const BasicVar<T> vx = t.variable(x), vw = t.variable(w), vb = t.variable(b);
+    const BasicVar<T> out = fused ? linear_relu(vx, vw, vb) : relu(linear(vx, vw, vb));
+    y = out.value();
+    t.backward(sum(out * t.constant(weights)));
+    gx = vx.grad();
+    gw = vw.grad();
+    gb = vb.grad();
+  };
+  M y1, gx1, gw1, gb1, y2, gx2, gw2, gb2;
+  run(true, y1, gx1, gw1, gb1);
+  run(false, y2, gx2, gw2, gb2);
+  auto same = [](const M& a, const M& c) {  // bit for bit, NaN where NaN
+    if (a.rows() != c.rows() || a.cols() != c.cols()) return false;
+    for (Index i = 0; i < a.size(); ++i)
+      if (std::memcmp(a.data() + i, c.data() + i, sizeof(T)) != 0) return false;
+    return true;
+  };
+  CHECK(same(y1, y2));
+  CHECK(same(gx1, gx2));
+  CHECK(same(gw1, gw2));
+  CHECK(same(gb1, gb2));
+}
+}  // namespace
+
+TEST_CASE("linear_relu is relu(linear(x, W, b)) in one node: the same bits, at every shape and kernel", "[operation][linalg]") {
+  Gen g(8);
+  // m x k x n: 1x1, masked last vectors (n = 9, 50), the in-place kernel's sizes (m <= 256, n >= 16),
+  // m > 256 (Eigen's kernel), a VAE layer, an inner dimension of 0
+  const Index shapes[][3] = {{1, 1, 1}, {3, 5, 9}, {7, 9, 50}, {40, 33, 16}, {100, 784, 400}, {257, 20, 30}, {6, 0, 20}, {0, 4, 20}};
+  for (bool inplace : {true, false})
+    for (const auto& s : shapes) {
+      INFO(s[0] << "x" << s[1] << "x" << s[2] << (inplace ? " in-place kernel where built" : " Eigen's kernel"));
+      const bool was = inplace_gemm();
+      set_inplace_gemm(inplace);
+      Mat x = g.matrix(s[0], s[1]);
+      const Mat w = g.matrix(s[1], s[2]), b = g.matrix(1, s[2], -0.3, 0.3);
+      check_linear_relu_bits<double>(x, w, b);
+      check_linear_relu_bits<float>(x, w, b);
+      if (x.size() > 1) {  // a NaN in the input: NaN through the max in both
+        x(0, 0) = std::numeric_limits<double>::quiet_NaN();
+        check_linear_relu_bits<double>(x, w, b);
+        check_linear_relu_bits<float>(x, w, b);
+      }
+      set_inplace_gemm(was);
+    }
+}
+
+TEST_CASE("linear_relu gradients by central differences; its errors name it", "[operation][linalg][grad]") {
+  Gen g(9);
+  check_layer("linear_relu", [](const Var& x, const Var& w, const Var& b) { return linear_relu(x, w, b); }, true, g, {1, 5, 30},
+              {1, 7, 20}, 18);
 }
 
 TEST_CASE("soft_argmax is sum_k k softmax_k per row", "[operation][reduce]") {

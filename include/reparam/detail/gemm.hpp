@@ -164,6 +164,8 @@ inline void store(float* p, mask m, vec v) noexcept { _mm512_mask_storeu_ps(p, m
 inline vec set1(float x) noexcept { return _mm512_set1_ps(x); }
 inline vec fmadd(vec a, vec b, vec c) noexcept { return _mm512_fmadd_ps(a, b, c); }
 inline vec mul(vec a, vec b) noexcept { return _mm512_mul_ps(a, b); }
+/// max(x, 0) with NaN kept (the second operand is returned where either is NaN), like relu.
+inline vec relu(vec x) noexcept { return _mm512_max_ps(_mm512_setzero_ps(), x); }
 /// The first `count` lanes, 1 to 16.
 inline mask first(Index count) noexcept { return mask((1u << count) - 1u); }
 
@@ -194,6 +196,8 @@ inline void store(float* p, mask m, vec v) noexcept { _mm256_maskstore_ps(p, m, 
 inline vec set1(float x) noexcept { return _mm256_set1_ps(x); }
 inline vec fmadd(vec a, vec b, vec c) noexcept { return _mm256_fmadd_ps(a, b, c); }
 inline vec mul(vec a, vec b) noexcept { return _mm256_mul_ps(a, b); }
+/// max(x, 0) with NaN kept (the second operand is returned where either is NaN), like relu.
+inline vec relu(vec x) noexcept { return _mm256_max_ps(_mm256_setzero_ps(), x); }
 /// The first `count` lanes, 1 to 8.
 inline mask first(Index count) noexcept {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -246,6 +250,18 @@ struct StripPrefetch {
   }
 };
 
+/// What a broadcast tile does with its sums s = alpha (A B) of a block of C: stores s, adds it to
+/// C (`accumulate`), or stores s + bias (a row vector, one element per column of C: the layer
+/// `linear`, in the one rounding of C = bias then C += s), then max(., 0) with `relu` (NaN kept).
+struct Epilogue {
+  bool accumulate = false;
+  const float* bias = nullptr;
+  bool relu = false;
+  Epilogue(bool acc = false, const float* b = nullptr, bool r = false) noexcept : accumulate(acc), bias(b), relu(r) {}
+  /// The same for the block of C starting `j` columns further.
+  Epilogue at(Index j) const noexcept { return Epilogue(accumulate, bias ? bias + j : nullptr, relu); }
+};
+
 /// Rows [0, MR) of a strip of `simd::lanes` * NV columns of C = alpha A B (+ C with
 /// `accumulate`): the MR x NV accumulators stay in registers over the whole depth, B's rows are
 /// read where they are (a row-major weight's rows are contiguous), A's elements are broadcast.
@@ -254,7 +270,7 @@ struct StripPrefetch {
 /// stored transposed (element (i, p) at a[p * lda + i]: `gemm_tn_inplace`).
 template <int MR, int NV, bool TA, bool Full>
 REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k, float alpha,
-                         simd::mask mask, bool accumulate, Prefetch pf) noexcept {
+                         simd::mask mask, Epilogue out, Prefetch pf) noexcept {
   constexpr int W = simd::lanes;
   simd::vec acc[MR][NV];
   REPARAM_UNROLL
@@ -285,15 +301,34 @@ REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index 
     }
   }
   const simd::vec al = simd::set1(alpha);
+  if (out.bias != nullptr) {  // C = act(s + bias): the bias vectors once for the tile's rows
+    simd::vec bv[NV];
+    REPARAM_UNROLL
+    for (int v = 0; v < NV; ++v) bv[v] = Full || v + 1 < NV ? simd::load(out.bias + W * v) : simd::load(out.bias + W * v, mask);
+    REPARAM_UNROLL
+    for (int i = 0; i < MR; ++i) {
+      REPARAM_UNROLL
+      for (int v = 0; v < NV; ++v) {
+        float* ci = c + i * ldc + W * v;
+        simd::vec r = simd::fmadd(al, acc[i][v], bv[v]);
+        if (out.relu) r = simd::relu(r);
+        if (Full || v + 1 < NV)
+          simd::store(ci, r);
+        else
+          simd::store(ci, mask, r);
+      }
+    }
+    return;
+  }
   REPARAM_UNROLL
   for (int i = 0; i < MR; ++i) {
     REPARAM_UNROLL
     for (int v = 0; v < NV; ++v) {
       float* ci = c + i * ldc + W * v;
       if (Full || v + 1 < NV) {
-        simd::store(ci, accumulate ? simd::fmadd(al, acc[i][v], simd::load(ci)) : simd::mul(al, acc[i][v]));
+        simd::store(ci, out.accumulate ? simd::fmadd(al, acc[i][v], simd::load(ci)) : simd::mul(al, acc[i][v]));
       } else {
-        simd::store(ci, mask, accumulate ? simd::fmadd(al, acc[i][v], simd::load(ci, mask)) : simd::mul(al, acc[i][v]));
+        simd::store(ci, mask, out.accumulate ? simd::fmadd(al, acc[i][v], simd::load(ci, mask)) : simd::mul(al, acc[i][v]));
       }
     }
   }
@@ -301,20 +336,20 @@ REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index 
 
 template <int NV, bool TA, bool Full>
 inline void gemm_nn_strip(Index m, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k,
-                          float alpha, simd::mask mask, bool accumulate, const StripPrefetch& pf) noexcept {
+                          float alpha, simd::mask mask, Epilogue out, const StripPrefetch& pf) noexcept {
   const Index step = TA ? 1 : lda;  // from one row of A to the next
   Index i = 0;
   for (; i + 6 <= m; i += 6)
-    gemm_nn_tile<6, NV, TA, Full>(a + i * step, lda, b, ldb, c + i * ldc, ldc, k, alpha, mask, accumulate, pf.tile(i / 6));
+    gemm_nn_tile<6, NV, TA, Full>(a + i * step, lda, b, ldb, c + i * ldc, ldc, k, alpha, mask, out, pf.tile(i / 6));
   const float* ai = a + i * step;
   float* ci = c + i * ldc;
   const Prefetch p0 = pf.tile(i / 6);
   switch (m - i) {
-    case 5: gemm_nn_tile<5, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
-    case 4: gemm_nn_tile<4, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
-    case 3: gemm_nn_tile<3, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
-    case 2: gemm_nn_tile<2, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
-    case 1: gemm_nn_tile<1, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, accumulate, p0); break;
+    case 5: gemm_nn_tile<5, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, out, p0); break;
+    case 4: gemm_nn_tile<4, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, out, p0); break;
+    case 3: gemm_nn_tile<3, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, out, p0); break;
+    case 2: gemm_nn_tile<2, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, out, p0); break;
+    case 1: gemm_nn_tile<1, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, out, p0); break;
     default: break;
   }
 }
@@ -323,14 +358,14 @@ inline void gemm_nn_strip(Index m, const float* a, Index lda, const float* b, In
 /// columns with AVX-512, 16 with AVX2), then the rest, its last vector masked.
 template <bool TA>
 inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
-                              Index ldc, float alpha, bool accumulate, Index pf, const float* packed = nullptr,
+                              Index ldc, float alpha, Epilogue out, Index pf, const float* packed = nullptr,
                               Index packed_stride = 0) noexcept {
   constexpr int W = simd::lanes, NV = simd::nn_vectors;
   const simd::mask all = simd::first(W);
   Index j = 0;
   if (packed != nullptr) {  // B's whole strips, copied already (`gemm_tn_pack_strips`): strip s at packed + s * packed_stride
     for (; j + NV * W <= n; j += NV * W)
-      gemm_nn_strip<NV, TA, true>(m, a, lda, packed + j / (NV * W) * packed_stride, NV * W, c + j, ldc, k, alpha, all, accumulate,
+      gemm_nn_strip<NV, TA, true>(m, a, lda, packed + j / (NV * W) * packed_stride, NV * W, c + j, ldc, k, alpha, all, out.at(j),
                                   StripPrefetch{});
   }
 #if REPARAM_INPLACE_GEMM == 256
@@ -361,22 +396,22 @@ inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index l
         const Index tiles = (m + 5) / 6;
         next = StripPrefetch{nullptr, 0, b + j + NV * W, ldb, k, (k + tiles - 1) / tiles};
       }
-      gemm_nn_strip<NV, TA, true>(m, a, lda, buf, NV * W, c + j, ldc, k, alpha, all, accumulate, next);
+      gemm_nn_strip<NV, TA, true>(m, a, lda, buf, NV * W, c + j, ldc, k, alpha, all, out.at(j), next);
     }
   }
 #endif
   for (; j + NV * W <= n; j += NV * W)
-    gemm_nn_strip<NV, TA, true>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, all, accumulate, StripPrefetch{b + j, pf, nullptr, ldb, k, 0});
+    gemm_nn_strip<NV, TA, true>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, all, out.at(j), StripPrefetch{b + j, pf, nullptr, ldb, k, 0});
   const Index rest = n - j;
   if (rest == 0) return;
   const StripPrefetch last{b + j, pf, nullptr, ldb, k, 0};
   const simd::mask mask = simd::first(rest - (rest - 1) / W * W);  // columns in the last vector, 1..W
   if (NV == 3 && rest > 2 * W)
-    gemm_nn_strip<NV, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, last);
+    gemm_nn_strip<NV, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, out.at(j), last);
   else if (rest > W)
-    gemm_nn_strip<2, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, last);
+    gemm_nn_strip<2, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, out.at(j), last);
   else
-    gemm_nn_strip<1, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, accumulate, last);
+    gemm_nn_strip<1, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, out.at(j), last);
 }
 
 /// C (m x n) = alpha A B, or C += alpha A B with `accumulate` (row-major, leading dimensions lda,
@@ -388,9 +423,9 @@ inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index l
 /// fused multiply-adds over the depth in order, so its bits depend on neither m nor the other
 /// rows: a batch split between threads gives the whole batch's bits.
 inline void gemm_nn_inplace(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
-                            Index ldc, float alpha, bool accumulate) noexcept {
+                            Index ldc, float alpha, Epilogue out) noexcept {
   constexpr Index pf = 8;  // rows of B ahead (measured: 0, 8 and 16 within noise of each other; 8 kept)
-  gemm_bcast_strips<false>(m, n, k, a, lda, b, ldb, c, ldc, alpha, accumulate, pf);
+  gemm_bcast_strips<false>(m, n, k, a, lda, b, ldb, c, ldc, alpha, out, pf);
 }
 
 /// Whether C (m x n) = A^T G, A (k x m) and G (k x n) row-major float, goes through
@@ -594,6 +629,20 @@ void gemm_dual(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, b
   }
 }
 
+/// Whether gemm_acc hands an m x n x k product to the BLAS backend (where it is built): float and
+/// double products that are neither tiny (Eigen's lazy threshold) nor vectors, in int range.
+template <class T>
+bool gemm_to_blas(Index m, Index n, Index k) noexcept {
+#ifdef REPARAM_CBLAS
+  constexpr bool blas_scalar = std::is_same<T, float>::value || std::is_same<T, double>::value;
+  return blas_scalar && m + n + k >= 20 && m != 1 && n != 1 && m < (Index(1) << 31) && n < (Index(1) << 31) &&
+         k < (Index(1) << 31);
+#else
+  (void)m, (void)n, (void)k;
+  return false;
+#endif
+}
+
 /// C (m x n, row-major) += alpha * op(A) * op(B); op(X) is X or its transpose. A and B are
 /// row-major maps; C must not alias them. With `assign`, C = alpha * op(A) * op(B) instead, C's
 /// old contents never read (they may be garbage): the BLAS backend's beta = 0, no zeroing pass.
@@ -616,12 +665,7 @@ void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bo
   }
   constexpr bool blas_scalar = std::is_same<T, float>::value || std::is_same<T, double>::value;
   const bool tiny = m + n + k < 20;  // Eigen's own threshold for coefficient-based products
-#ifdef REPARAM_CBLAS
-  const bool to_blas = blas_scalar && !tiny && m != 1 && n != 1 && m < (Index(1) << 31) && n < (Index(1) << 31) &&
-                       k < (Index(1) << 31);
-#else
-  const bool to_blas = false;
-#endif
+  const bool to_blas = gemm_to_blas<T>(m, n, k);
 #ifdef REPARAM_INPLACE_GEMM
   if constexpr (std::is_same<T, float>::value) {
     if (!to_blas && !trans_a && !trans_b && gemm_nn_inplace_applies(m, n, k) && inplace_gemm()) {
@@ -680,6 +724,28 @@ void gemm_acc(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, bo
     else
       gemm_kernel<T, Eigen::ColMajor, Eigen::ColMajor>(m, n, k, A.data(), lda, B.data(), ldb, C.data(), ldc, alpha, ws);
   }
+}
+
+/// C (m x n) = A B + bias, `bias` a row of n added to every row, then max(C, 0) where `relu`: the
+/// forward of `linear` and `linear_relu`. Where gemm_acc would take the in-place kernel, the bias
+/// and the activation are applied in its stores, C in registers (no passes of their own); else
+/// C = bias, C += A B (gemm_acc), C = max(C, 0). The same bits either way: each element is the
+/// product's sum plus the bias in one rounding, then relu's max (NaN kept).
+template <class T>
+void gemm_bias(Eigen::Map<Matrix<T>>& C, const Eigen::Map<const Matrix<T>>& A, const Eigen::Map<const Matrix<T>>& B,
+               const T* bias, bool relu, Workspace<T>& ws) {
+#ifdef REPARAM_INPLACE_GEMM
+  if constexpr (std::is_same<T, float>::value) {
+    const Index m = C.rows(), n = C.cols(), k = A.cols();
+    if (!gemm_to_blas<T>(m, n, k) && gemm_nn_inplace_applies(m, n, k) && inplace_gemm()) {
+      gemm_nn_inplace(m, n, k, A.data(), A.cols(), B.data(), B.cols(), C.data(), C.cols(), T(1), Epilogue(false, bias, relu));
+      return;
+    }
+  }
+#endif
+  C.rowwise() = Eigen::Map<const Matrix<T>>(bias, 1, C.cols()).row(0);
+  gemm_acc(C, A, false, B, false, T(1), ws);
+  if (relu) C = C.array().max(T(0)).matrix();
 }
 
 /// Whether the blocked A^T G below runs here: Eigen's kernel on float or double (not the BLAS

@@ -22,6 +22,28 @@
 namespace reparam {
 namespace nn {
 
+/// Activation applied between the layers of an `Mlp`.
+enum class Activation { none, relu, tanh, sigmoid, softplus };
+
+/// `a(x)` on a Var.
+template <class T>
+BasicVar<T> activate(Activation a, const BasicVar<T>& x) {
+  switch (a) {
+    case Activation::relu: return relu(x);
+    case Activation::tanh: return tanh(x);
+    case Activation::sigmoid: return sigmoid(x);
+    case Activation::softplus: return softplus(x);
+    case Activation::none: break;
+  }
+  return x;
+}
+
+/// `a(x W + b)`, as one node where the activation is relu (`linear_relu`).
+template <class T>
+BasicVar<T> dense(const BasicVar<T>& x, const BasicVar<T>& w, const BasicVar<T>& b, Activation a) {
+  return a == Activation::relu ? linear_relu(x, w, b) : activate(a, linear(x, w, b));
+}
+
 /// Fully connected layer: x (batch x in) -> x W + b (batch x out). W is in x out, b is 1 x out.
 template <class T>
 class Linear {
@@ -54,6 +76,11 @@ class Linear {
     BasicTape<T>& t = x.tape();
     return linear(x, t.parameter(weight), t.parameter(bias));
   }
+  /// a(x W + b) on x's tape (`dense`: one node for relu).
+  BasicVar<T> operator()(const BasicVar<T>& x, Activation a) {
+    BasicTape<T>& t = x.tape();
+    return dense(x, t.parameter(weight), t.parameter(bias), a);
+  }
   /// The same map with the weight and bias given as Vars of any tape (a functional call): e.g.
   /// the leaves `hessian_vector_product` or `natural_gradient_step` pass, on a tape of duals.
   template <class S>
@@ -71,22 +98,6 @@ class Linear {
   Parameter<T> bias;
 };
 
-/// Activation applied between the layers of an `Mlp`.
-enum class Activation { none, relu, tanh, sigmoid, softplus };
-
-/// `a(x)` on a Var.
-template <class T>
-BasicVar<T> activate(Activation a, const BasicVar<T>& x) {
-  switch (a) {
-    case Activation::relu: return relu(x);
-    case Activation::tanh: return tanh(x);
-    case Activation::sigmoid: return sigmoid(x);
-    case Activation::softplus: return softplus(x);
-    case Activation::none: break;
-  }
-  return x;
-}
-
 /// Linear layers of the given sizes ({in, hidden..., out}) with `hidden` after every layer but
 /// the last, which is followed by `output` (none by default). Layers are drawn in order from rng.
 template <class T>
@@ -102,7 +113,7 @@ class Mlp {
   }
   BasicVar<T> operator()(BasicVar<T> x) {
     for (std::size_t i = 0; i < layers_.size(); ++i)
-      x = activate(i + 1 < layers_.size() ? hidden_ : output_, layers_[i](x));
+      x = layers_[i](x, i + 1 < layers_.size() ? hidden_ : output_);
     return x;
   }
   /// The same map with the parameters given as Vars of any tape, in the order of `collect` (weight
@@ -123,7 +134,7 @@ class Mlp {
                                              detail::shape_str(w.rows(), w.cols()) + " and " + detail::shape_str(b.rows(), b.cols()) +
                                              " for " + detail::shape_str(l.weight.rows(), l.weight.cols()) + " and " +
                                              detail::shape_str(1, l.bias.cols()) + ")");
-      x = activate(i + 1 < layers_.size() ? hidden_ : output_, linear(x, w, b));
+      x = dense(x, w, b, i + 1 < layers_.size() ? hidden_ : output_);
     }
     return x;
   }
