@@ -168,7 +168,7 @@ TEST_CASE("optimizers refuse empty and resized parameters", "[adversarial]") {
   REQUIRE_THROWS_AS(sgd.step(), ShapeError);
 }
 
-TEST_CASE("validation is per thread; lgamma is not shared state", "[adversarial][threads]") {
+TEST_CASE("validation is per thread, lgamma is not shared state", "[adversarial][threads]") {
   set_validation(true);
   bool other_sees = false;
   {

@@ -109,7 +109,7 @@ TEST_CASE("load_mnist: a folder of four files, labels checked, counts matched, b
   REQUIRE(system(("rm -rf " + d).c_str()) == 0);
 }
 
-TEST_CASE("Batcher: every epoch a permutation cut into full batches; the same seed the same order", "[data]") {
+TEST_CASE("Batcher: every epoch a permutation cut into full batches, the same seed the same order", "[data]") {
   data::Batcher a(23, 5, 9), b(23, 5, 9), c(23, 5, 10);
   CHECK(a.batches_per_epoch() == 4);
   bool differs = false;
@@ -153,7 +153,7 @@ TEST_CASE("Batcher: every epoch a permutation cut into full batches; the same se
   REQUIRE_ERROR(data::gather_rows(src, {0, 7, 1, 2, 3}, 1, 1, part), ShapeError, "reparam: gather_rows: index out of range (got 7 for 6 rows)");
 }
 
-TEST_CASE("uniform_index: uniform over [0, n) (chi-square, seeded)", "[data][stats]") {
+TEST_CASE("uniform_index: uniform over 0, ..., n - 1 (chi-square, seeded)", "[data][stats]") {
   Rng rng(4);
   for (std::uint64_t n : {2ull, 7ull, 10ull, 1000ull}) {
     std::vector<double> counts(n, 0);

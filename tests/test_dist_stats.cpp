@@ -97,7 +97,7 @@ TEST_CASE("sample() draws from the same law as rsample()", "[dist][stats]") {
   REQUIRE(Mat(q.rsample(a, 3, 4).value()) == q.sample(b, 3, 4));  // same noise, same numbers
 }
 
-TEST_CASE("RelaxedBernoulli samples follow its cdf; a 2-class Concrete is a RelaxedBernoulli", "[dist][stats]") {
+TEST_CASE("RelaxedBernoulli samples follow its cdf, a 2-class Concrete is a RelaxedBernoulli", "[dist][stats]") {
   const Index n = 100000;
   for (double tau : {0.3, 1.0, 4.0}) {
     INFO("temperature " << tau);
@@ -124,7 +124,7 @@ TEST_CASE("RelaxedBernoulli samples follow its cdf; a 2-class Concrete is a Rela
   }
 }
 
-TEST_CASE("float RelaxedBernoulli samples saturate at low temperature; the logit-space form does not", "[dist][stats][float]") {
+TEST_CASE("float RelaxedBernoulli samples saturate at low temperature, the logit-space form does not", "[dist][stats][float]") {
   // At tau = 0.1 and logit 3, about 4 samples in 5 have a logit y = (3 + noise) / 0.1 above 17, where
   // sigmoid rounds to exactly 1.0f: RelaxedBernoulli::log_prob refuses its own sample there.
   // LogitRelaxedBernoulli keeps the logit and gives the density of the same draw.

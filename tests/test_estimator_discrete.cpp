@@ -240,7 +240,7 @@ TEST_CASE("discrete estimators: f's own parameters receive the gradient of the s
   check(GumbelRao{0.5, 4}, true);
 }
 
-TEST_CASE("discrete estimators: gradients of one block equal that block run alone; extremes stay finite", "[estimators][zoo]") {
+TEST_CASE("discrete estimators: gradients of one block equal that block run alone, extremes stay finite", "[estimators][zoo]") {
   // Bernoulli with logits +-1e4 and tiny temperatures: every estimate finite
   Tape tape;
   Mat big(2, 3);

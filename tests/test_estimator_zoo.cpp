@@ -93,7 +93,7 @@ TEST_CASE("conditional Gumbel: argmax first, then the noise given it, has the la
   }
 }
 
-TEST_CASE("conditional Gumbel: gradients in the logits by central differences; extreme logits stay finite",
+TEST_CASE("conditional Gumbel: gradients in the logits by central differences, extreme logits stay finite",
           "[estimators][zoo][grad]") {
   Rng rng(13);
   const Index R = 3, K = 4;

@@ -50,7 +50,7 @@ ExpSweep sweep_bce_exp(std::uint32_t stride) {
 
 }  // namespace
 
-TEST_CASE("bce_with_logits: float e^-|x| within 1.01 ulps down through the subnormals; NaN stays NaN", "[ops][binary][extreme]") {
+TEST_CASE("bce_with_logits: float e^-|x| within 1.01 ulps down through the subnormals, NaN stays NaN", "[ops][binary][extreme]") {
   // The float kernel's exponential, compared with double libm rounded to float, on every 997th
   // float in [-110, 0] (1.16 million, results below 2^-126 down to 0 among them), at both
   // packet widths. Every float of that range: the hidden test below, tagged [.sweep].
@@ -229,7 +229,7 @@ struct KernelCase {
 
 // The in-place kernel computes each element as one chain over the depth: a row's bits do not
 // depend on the batch it is in (data-parallel threads get the whole batch's bits).
-TEST_CASE("gemm_nn_inplace: a row's bits do not depend on the batch it is in; set_inplace_gemm switches it", "[ops][linalg][paths]") {
+TEST_CASE("gemm_nn_inplace: a row's bits do not depend on the batch it is in, set_inplace_gemm switches it", "[ops][linalg][paths]") {
   KernelCase kc(32, false);
   const Index n = KernelCase::n, k = KernelCase::k;
   const Eigen::Map<const Matrix<float>> bm(kc.b.data(), k, n);

@@ -313,7 +313,7 @@ TEST_CASE("ThreadPool: every thread once, contiguous shards, the first exception
   CHECK(ThreadPool(0).size() == ThreadPool::hardware_threads());
 }
 
-TEST_CASE("DataParallel: the gradient of every thread count equals one tape's; the same bits every run", "[nn][threads]") {
+TEST_CASE("DataParallel: the gradient of every thread count equals one tape's, the same bits every run", "[nn][threads]") {
   Fixture f;
   Tape tape;
   tape.backward(f.loss(tape, 0, f.x.rows()));
@@ -479,7 +479,7 @@ TEST_CASE("checkpoints: a corrupt, truncated or mismatched file is refused, nami
                 "reparam: load_checkpoint: cannot open (" + path + ": No such file or directory)");
 }
 
-TEST_CASE("checkpoints: saving goes through a temporary file; a failed save leaves the previous checkpoint", "[nn][checkpoint][errors]") {
+TEST_CASE("checkpoints: saving goes through a temporary file, a failed save leaves the previous checkpoint", "[nn][checkpoint][errors]") {
   Fixture f;
   const std::string path = temp_path("atomic.rpck");
   nn::save_checkpoint(path, f.params);

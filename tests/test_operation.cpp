@@ -220,8 +220,8 @@ void check_linear_relu_bits(const Mat& x64, const Mat& w64, const Mat& b64) {
 TEST_CASE("linear_relu is relu(linear(x, W, b)) in one node: the same bits, at every shape and kernel", "[operation][linalg]") {
   Gen g(8);
   // m x k x n: 1x1, masked last vectors (n = 9, 50), the in-place kernel's sizes (m <= 256, n >= 16),
-  // m > 256 (Eigen's kernel), a VAE layer, an inner dimension of 0
-  const Index shapes[][3] = {{1, 1, 1}, {3, 5, 9}, {7, 9, 50}, {40, 33, 16}, {100, 784, 400}, {257, 20, 30}, {6, 0, 20}, {0, 4, 20}};
+  // m > 256 (Eigen's kernel), an inner dimension of 0
+  const Index shapes[][3] = {{1, 1, 1}, {3, 5, 9}, {7, 9, 50}, {40, 33, 16}, {64, 130, 100}, {257, 20, 30}, {6, 0, 20}, {0, 4, 20}};
   for (bool inplace : {true, false})
     for (const auto& s : shapes) {
       INFO(s[0] << "x" << s[1] << "x" << s[2] << (inplace ? " in-place kernel where built" : " Eigen's kernel"));
@@ -240,7 +240,7 @@ TEST_CASE("linear_relu is relu(linear(x, W, b)) in one node: the same bits, at e
     }
 }
 
-TEST_CASE("linear_relu gradients by central differences; its errors name it", "[operation][linalg][grad]") {
+TEST_CASE("linear_relu gradients by central differences, its errors name it", "[operation][linalg][grad]") {
   Gen g(9);
   check_layer("linear_relu", [](const Var& x, const Var& w, const Var& b) { return linear_relu(x, w, b); }, true, g, {1, 5, 30},
               {1, 7, 20}, 18);

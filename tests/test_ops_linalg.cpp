@@ -59,7 +59,7 @@ TEST_CASE("matmul with Eigen matrices on either side", "[ops][linalg]") {
   test::check_gradients([&](Tape& t, const std::vector<Var>& v) { return test::weighted_sum(t, matmul(a, v[0])); }, {b});
 }
 
-TEST_CASE("transpose and reshape keep row-major order; gradients flow back", "[ops][linalg]") {
+TEST_CASE("transpose and reshape keep row-major order, gradients flow back", "[ops][linalg]") {
   Gen gen(24);
   const Mat x = gen.matrix(3, 4);
   Tape tape;

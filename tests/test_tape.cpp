@@ -21,7 +21,7 @@ TEST_CASE("the contract's first example: d/dx sum((x * c)^2) = 2 c^2 x", "[tape]
   CHECK(x.value() == m);
 }
 
-TEST_CASE("backward adds into leaf gradients on every call; zero_grad resets them", "[tape]") {
+TEST_CASE("backward adds into leaf gradients on every call, zero_grad resets them", "[tape]") {
   Tape tape;
   const Var x = tape.variable(Mat::Constant(2, 2, 1.5));
   const Var y = sum(square(x));
