@@ -106,7 +106,7 @@ void BM_Step(benchmark::State& state) {
   dp.set_stream_updates(!stored);
   dp.set_evict_shared(true);  // as the programs run (train.hpp)
   reparam::data::Batcher batches(images().rows(), kBatch, 2);
-  Mat x(kBatch, 784), u(kBatch, model.noise_cols);
+  Mat u(kBatch, model.noise_cols);
   long step = 0;
   for (auto _ : state) {
     const std::vector<Index>& rows = batches.next();
@@ -114,8 +114,8 @@ void BM_Step(benchmark::State& state) {
     const Mat& cu = u;
     ++step;
     dp.step(kBatch, [&](reparam::BasicTape<T>& tape, Index f, Index c, int) {
-      reparam::data::gather_rows(images(), rows, f, c, x);  // each thread its rows, as the programs
-      tape.backward(model.loss(tape, tape.constant(x.middleRows(f, c)), cu.middleRows(f, c), step) / T(kBatch));
+      const reparam::BasicVar<T> x = reparam::data::gather_rows(tape, images(), rows, f, c);  // each thread its rows, as the programs
+      tape.backward(model.loss(tape, x, cu.middleRows(f, c), step) / T(kBatch));
     }, adam);
     benchmark::DoNotOptimize(params[0].value.data());
   }

