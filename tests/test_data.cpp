@@ -1,6 +1,7 @@
 // The IDX reader (gzip and plain, and every refusal), load_mnist, binarization, the batcher
 // (each epoch a permutation, seeded) and uniform_index (chi-square). Built when zlib is found.
 #include <cstdio>
+#include <limits>
 #include <set>
 #include <string>
 
@@ -152,6 +153,12 @@ TEST_CASE("Batcher: every epoch a permutation cut into full batches, the same se
   REQUIRE_ERROR(data::gather_rows(src, idx, 4, 2, part), ShapeError, "reparam: gather_rows: rows [4, 6) are not within the 5 indices");
   REQUIRE_ERROR(data::gather_rows(src, idx, -1, 1, part), ShapeError, "reparam: gather_rows: rows [-1, 0) are not within the 5 indices");
   REQUIRE_ERROR(data::gather_rows(src, {0, 7, 1, 2, 3}, 1, 1, part), ShapeError, "reparam: gather_rows: index out of range (got 7 for 6 rows)");
+  // an end past the largest Index is written as a sum, not computed (it would overflow)
+  const Index top = std::numeric_limits<Index>::max();
+  REQUIRE_ERROR(data::gather_rows(src, idx, top, 1, part), ShapeError,
+                "reparam: gather_rows: rows [" + std::to_string(top) + ", " + std::to_string(top) + " + 1) are not within the 5 indices");
+  REQUIRE_ERROR(data::gather_rows(src, idx, 1, top, part), ShapeError,
+                "reparam: gather_rows: rows [1, 1 + " + std::to_string(top) + ") are not within the 5 indices");
 }
 
 TEST_CASE("gather_rows onto a tape: a constant with the gathered rows, no gradient, checked before recording", "[data][tape]") {
@@ -181,6 +188,9 @@ TEST_CASE("gather_rows onto a tape: a constant with the gathered rows, no gradie
   const std::size_t nodes = tape.size();
   REQUIRE_ERROR(data::gather_rows(tape, src, idx, 4, 2), ShapeError, "reparam: gather_rows: rows [4, 6) are not within the 5 indices");
   REQUIRE_ERROR(data::gather_rows(tape, src, {0, 7, 1}, 0, 3), ShapeError, "reparam: gather_rows: index out of range (got 7 for 6 rows)");
+  REQUIRE_ERROR(data::gather_rows(tape, src, idx, std::numeric_limits<Index>::max(), 2), ShapeError,
+                "reparam: gather_rows: rows [" + std::to_string(std::numeric_limits<Index>::max()) + ", " +
+                    std::to_string(std::numeric_limits<Index>::max()) + " + 2) are not within the 5 indices");
   CHECK(tape.size() == nodes);
 }
 

@@ -10,6 +10,7 @@
 ///     Var xv = reparam::data::gather_rows(tape, train.images, batches.next(), 0, 100);
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -86,9 +87,14 @@ Index source_row(const Matrix<T>& src, const std::vector<Index>& idx, Index k) {
 }
 /// Checks that rows [first, first + count) are within a batch of n.
 inline void check_share(Index first, Index count, Index n) {
-  if (first < 0 || count < 0 || first > n - count)
-    reparam::detail::throw_shape("gather_rows", "rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
-                                                    ") are not within the " + std::to_string(n) + " indices");
+  if (first < 0 || count < 0 || first > n - count) {
+    // the end first + count, written as a sum where it would overflow
+    constexpr Index hi = std::numeric_limits<Index>::max(), lo = std::numeric_limits<Index>::min();
+    const bool wraps = (count > 0 && first > hi - count) || (count < 0 && first < lo - count);
+    const std::string end = wraps ? std::to_string(first) + " + " + std::to_string(count) : std::to_string(first + count);
+    reparam::detail::throw_shape("gather_rows", "rows [" + std::to_string(first) + ", " + end + ") are not within the " +
+                                                    std::to_string(n) + " indices");
+  }
 }
 /// out.row(k - offset) = src.row(idx[k]) for k in [first, first + count), indices checked.
 template <class T, class Out>
