@@ -96,10 +96,10 @@ inline void check_share(Index first, Index count, Index n) {
                                                     std::to_string(n) + " indices");
   }
 }
-/// out.row(k - offset) = src.row(idx[k]) for k in [first, first + count), indices checked.
-template <class T, class Out>
-void copy_rows(const Matrix<T>& src, const std::vector<Index>& idx, Index first, Index count, Out& out, Index offset = 0) {
-  for (Index k = first; k < first + count; ++k) out.row(k - offset) = src.row(source_row(src, idx, k));
+/// out.row(k) = src.row(idx[k]) for k in [first, first + count), indices checked.
+template <class T>
+void copy_rows(const Matrix<T>& src, const std::vector<Index>& idx, Index first, Index count, Matrix<T>& out) {
+  for (Index k = first; k < first + count; ++k) out.row(k) = src.row(source_row(src, idx, k));
 }
 }  // namespace detail
 namespace data {
@@ -134,8 +134,9 @@ BasicVar<T> gather_rows(BasicTape<T>& tape, const Matrix<T>& src, const std::vec
   const Index n = static_cast<Index>(idx.size());
   reparam::detail::check_share(first, count, n);
   for (Index k = first; k < first + count; ++k) reparam::detail::source_row(src, idx, k);  // before the tape records anything
-  return tape.constant(count, src.cols(),
-                       [&](reparam::detail::MMap<T> out) { reparam::detail::copy_rows(src, idx, first, count, out, first); });
+  return tape.constant(count, src.cols(), [&](reparam::detail::MMap<T> out) {
+    for (Index k = 0; k < count; ++k) out.row(k) = src.row(idx[static_cast<std::size_t>(first + k)]);  // checked above
+  });
 }
 
 }  // namespace data
