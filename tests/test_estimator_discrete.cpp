@@ -127,11 +127,10 @@ Moments estimate(E& est, const Problem& p, Index N, std::uint64_t seed, Index B 
     const Estimate<double> e = est(p.family, l, [&](const Var& x) { return p.cost(tape, x); }, rng);
     REQUIRE(e.cost.rows() % B == 0);
     tape.backward(e.surrogate);
-    for (Index b = 0; b < B; ++b) {
-      const Mat gb = l.grad().middleRows(b * p.g(), p.g());
-      sum += gb;
-      sum2 += gb.cwiseProduct(gb);
-    }
+    // row b of this view is block b's g x K gradient, flattened (one pass, not B small matrices)
+    const Eigen::Map<const Mat> blocks(l.grad().data(), B, p.g() * p.K());
+    sum += Eigen::Map<const Mat>(blocks.colwise().sum().eval().data(), p.g(), p.K());
+    sum2 += Eigen::Map<const Mat>(blocks.array().square().colwise().sum().eval().data(), p.g(), p.K());
   }
   const Mat mean = sum / double(N);
   const Mat var = sum2 / double(N) - mean.cwiseProduct(mean);
