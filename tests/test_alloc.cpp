@@ -359,6 +359,7 @@ void check_vae_step(int threads) {
   decoder.collect(params, "decoder");
   optim::Adam<T> adam(params.pointers(), {T(1e-3)});
   nn::DataParallel<T> dp(params, threads);
+  dp.tune_evict_shared(1, 2);  // streamed steps 1-4 a trial, 5-6 its choice, 7-10 the next trial, ...
   data::Batcher batches(images.rows(), batch, 5);
   M<T> x(batch, 784), eps(batch, latent), zeros = M<T>::Zero(1, latent);
   std::vector<T> losses(static_cast<std::size_t>(threads));
@@ -386,9 +387,9 @@ void check_vae_step(int threads) {
     // and the fused form: the threads' sum taken inside Adam's pass
     dp.step(batch, [&](BasicTape<T>& tape, Index f, Index c, int) { tape.backward(neg_elbo(tape, f, c) / T(batch)); }, adam);
     // and Adam inside the sweep (one thread: the weights' gradients streamed block by block;
-    // more: handed over as factors, each thread updating its rows, lines evicted first)
+    // more: handed over as factors, each thread updating its rows, with and without evicting
+    // lines first: the trials set up below time both, choose, and start again every few steps)
     dp.set_stream_updates(true);
-    dp.set_evict_shared(true);
     dp.step(batch, [&](BasicTape<T>& tape, Index f, Index c, int) { tape.backward(neg_elbo(tape, f, c, true) / T(batch)); }, adam);
     dp.set_stream_updates(false);
     T eval = 0;

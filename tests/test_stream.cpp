@@ -429,6 +429,73 @@ void check_split_weights(int threads) {
 }
 }  // namespace stream_test
 
+TEST_CASE("DataParallel.tune_evict_shared: trials that time eviction on and off change no bits, then keep one", "[stream][threads]") {
+  for (int threads : {1, 2, 3}) {
+    Net<float> a, b;
+    optim::Adam<float> oa(a.params.pointers(), {0.01f}), ob(b.params.pointers(), {0.01f});
+    nn::DataParallel<float> da(a.params, threads), db(b.params, threads);
+    da.set_stream_updates(true);  // eviction off, never tried
+    db.set_stream_updates(true);
+    db.tune_evict_shared(2, 3);  // 2 untimed + 4 timed steps, then a new trial after 3 more
+    CHECK(db.evict_tuning());
+    auto f = [](Net<float>& n) {
+      return [&n](TapeF& t, Index first, Index count, int) {
+        t.backward(sum(square(n.mlp(t.constant(n.x.middleRows(first, count))) - t.constant(n.y.middleRows(first, count)))) / 13.0f);
+      };
+    };
+    std::vector<bool> evicting;
+    for (int s = 0; s < 11; ++s) {
+      da.step(13, f(a), oa);
+      db.step(13, f(b), ob);
+      INFO(threads << " threads, step " << s);
+      evicting.push_back(db.evict_shared());
+      // one thread: no trial starts (eviction is a multi-thread matter); more: steps 0-5 are
+      // the trial, 6-8 use its choice, the 4th step after it (9) starts the next trial
+      CHECK(db.evict_tuning() == (threads == 1 || s < 5 || s >= 9));
+      for (std::size_t i = 0; i < a.params.size(); ++i) {
+        CHECK(a.params[i].value == b.params[i].value);
+        CHECK(oa.exp_avg(i) == ob.exp_avg(i));
+        CHECK(oa.exp_avg_sq(i) == ob.exp_avg_sq(i));
+      }
+    }
+    if (threads > 1) {
+      // the trial's order: untimed on, off, then on, off, off, on (pairs alternate which goes first)
+      CHECK(evicting[0]);
+      CHECK(!evicting[1]);
+      CHECK(evicting[2]);
+      CHECK(!evicting[3]);
+      CHECK(!evicting[4]);
+      CHECK(evicting[5] == evicting[6]);  // the choice, kept until the next trial
+      CHECK(evicting[6] == evicting[7]);
+      CHECK(evicting[7] == evicting[8]);
+      CHECK(evicting[9]);  // the next trial's first step
+    }
+    db.set_evict_shared(false);  // a setting by hand ends the trials
+    CHECK(!db.evict_tuning());
+    db.step(13, f(b), ob);
+    CHECK(!db.evict_tuning());
+    CHECK(!db.evict_shared());
+  }
+}
+
+TEST_CASE("DataParallel.tune_evict_shared: the lower median decides, ties keep eviction off; bad counts refused", "[stream][errors]") {
+  // medians 2.5 against 2.75 (the means, 3.75 against 3.5, would choose the other: one slow
+  // step of a noisy host does not decide)
+  const double fast[] = {1.0, 9.0, 2.0, 3.0}, slow[] = {2.5, 3.0, 0.5, 8.0};
+  CHECK(detail::lower_median(fast, slow, 4));
+  CHECK(!detail::lower_median(slow, fast, 4));
+  CHECK(detail::lower_median(fast, slow, 3));   // 2 against 2.5
+  CHECK(!detail::lower_median(slow, fast, 3));
+  CHECK(!detail::lower_median(fast, fast, 4));  // equal: the second (no eviction) is kept
+  CHECK(detail::lower_median(fast, slow, 1));   // 1 against 2.5: one sample each
+  Net<float> n;
+  nn::DataParallel<float> dp(n.params, 2);
+  REQUIRE_ERROR(dp.tune_evict_shared(0), DomainError, "reparam: DataParallel.tune_evict_shared: steps must be in [1, 32] (got 0)");
+  REQUIRE_ERROR(dp.tune_evict_shared(33), DomainError, "reparam: DataParallel.tune_evict_shared: steps must be in [1, 32] (got 33)");
+  REQUIRE_ERROR(dp.tune_evict_shared(8, -1), DomainError, "reparam: DataParallel.tune_evict_shared: every must be >= 0 (got -1)");
+  CHECK(!dp.evict_tuning());
+}
+
 TEST_CASE("DataParallel.set_stream_updates: weights of several blocks split between the threads' updates, the same bits", "[stream][threads]") {
   for (int threads : {2, 3}) {
     stream_test::check_split_weights<float>(threads);

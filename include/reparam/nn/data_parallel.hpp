@@ -28,7 +28,9 @@
 /// sweeps differ by about 0.2 ms from step to step).
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -46,6 +48,21 @@
 #include <reparam/tape.hpp>
 
 namespace reparam {
+namespace detail {
+/// True when the median of a[0..n) is below that of b[0..n) (n in [1, 32]; the arrays are
+/// read, not changed): `DataParallel::tune_evict_shared`'s choice. Ties choose b.
+inline bool lower_median(const double* a, const double* b, int n) {
+  std::array<double, 32> x{}, y{};
+  std::copy(a, a + n, x.begin());
+  std::copy(b, b + n, y.begin());
+  std::sort(x.begin(), x.begin() + n);
+  std::sort(y.begin(), y.begin() + n);
+  const auto median = [n](const std::array<double, 32>& v) {
+    return n % 2 ? v[static_cast<std::size_t>(n / 2)] : (v[static_cast<std::size_t>(n / 2 - 1)] + v[static_cast<std::size_t>(n / 2)]) / 2;
+  };
+  return median(x) < median(y);
+}
+}  // namespace detail
 namespace nn {
 
 template <class T>
@@ -128,8 +145,36 @@ class DataParallel {
   /// measurements Adam's pass over its share took 3-4x as long without, and the 2-thread VAE
   /// steps were 11-13% faster with (`bench/bench_vae`, README). Off by default: where the cores
   /// share their caches it only moves the weights to memory. Values are not affected.
-  void set_evict_shared(bool on) noexcept { evict_shared_ = on; }
+  void set_evict_shared(bool on) noexcept {
+    evict_shared_ = on;
+    tune_steps_ = 0;  // a setting chosen by hand ends any trial, and the trials to come
+    tune_every_ = 0;
+  }
   bool evict_shared() const noexcept { return evict_shared_; }
+  /// Lets the next streamed steps on more than one thread choose `evict_shared` by timing:
+  /// two untimed steps (one with eviction, one without), then 2 x `steps` timed ones alternating
+  /// in pairs (on, off, off, on, on, off, ...: a steady drift of the host's speed falls on both
+  /// alike), after which the setting whose steps had the lower median is kept
+  /// (`evict_shared()`; `evict_tuning()` is false again). With `every` > 0 a new trial starts
+  /// each time `every` streamed steps have run since the last one ended. Whether eviction pays
+  /// depends on the host, and on a virtual machine it can change while a program runs: on the
+  /// 2-vCPU VM of stop 35 it made the 2-thread VAE steps 12% slower in one hour and 20% faster
+  /// in the next (README). Values never depend on it, so a trial changes no bits. Nothing
+  /// happens on one thread or without `stream_updates` (the trial waits for such a step).
+  /// `steps` in [1, 32], `every` >= 0; allocates nothing.
+  void tune_evict_shared(int steps = 8, long every = 0) {
+    if (steps < 1 || steps > kMaxTuneSteps)
+      reparam::detail::throw_domain("DataParallel.tune_evict_shared", "steps must be in [1, " + std::to_string(kMaxTuneSteps) +
+                                                                          "] (got " + std::to_string(steps) + ")");
+    if (every < 0)
+      reparam::detail::throw_domain("DataParallel.tune_evict_shared", "every must be >= 0 (got " + std::to_string(every) + ")");
+    tune_size_ = tune_steps_ = steps;
+    tune_every_ = every;
+    tune_at_ = 0;
+    since_tune_ = 0;
+  }
+  /// True while a trial started by `tune_evict_shared` is still running.
+  bool evict_tuning() const noexcept { return tune_steps_ > 0; }
   /// Thread t's rows [first, last) of parameter i (position in the list) in the update of a step
   /// with `stream_updates` on more than one thread: whole blocks of the weight gradient's product
   /// grid, contiguous, the blocks of all the parameters split so that the threads' totals of
@@ -197,7 +242,15 @@ class DataParallel {
         return;
       }
       if (stream_updates_) {
-        step_factored(rows, f, opt);
+        if (tune_steps_ == 0 && tune_every_ > 0 && threads() > 1 && ++since_tune_ > tune_every_) {
+          tune_steps_ = tune_size_;  // the next trial
+          tune_at_ = 0;
+          since_tune_ = 0;
+        }
+        if (tune_steps_ > 0 && threads() > 1)
+          tuned_step(rows, f, opt);
+        else
+          step_factored(rows, f, opt);
         return;
       }
     }
@@ -599,6 +652,23 @@ class DataParallel {
 #endif
   }
 
+  /// One step of the trial started by `tune_evict_shared`: steps 0 and 1 untimed (on, off), then
+  /// timed pairs in the order on, off, off, on, ...; the last one picks the setting.
+  template <class F>
+  void tuned_step(Index rows, F& f, optim::Adam<T>& opt) {
+    const int k = tune_at_ - 2;  // the timed trial's index, negative while warming up
+    evict_shared_ = k < 0 ? tune_at_ == 0 : ((k / 2) % 2 == 0) == (k % 2 == 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    step_factored(rows, f, opt);  // an exception leaves the trial where it was
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    ++tune_at_;
+    if (k < 0) return;
+    (evict_shared_ ? tune_on_ : tune_off_)[static_cast<std::size_t>(k / 2)] = ms;
+    if (tune_at_ < 2 + 2 * tune_steps_) return;
+    evict_shared_ = detail::lower_median(tune_on_.data(), tune_off_.data(), tune_steps_);
+    tune_steps_ = 0;
+  }
+
   /// Position of p in this object's list (its size when absent).
   std::size_t index_of(const Parameter<T>* p) const {
     return static_cast<std::size_t>(std::find(params_.begin(), params_.end(), p) - params_.begin());
@@ -628,6 +698,10 @@ class DataParallel {
   std::vector<int> order_;                              // [rank]: threads by load (plan_shares)
   bool stream_updates_ = false;
   bool evict_shared_ = false;
+  static constexpr int kMaxTuneSteps = 32;
+  int tune_steps_ = 0, tune_size_ = 0, tune_at_ = 0;    // tune_evict_shared: steps per setting in the running trial (0: none), asked, taken
+  long tune_every_ = 0, since_tune_ = 0;                // streamed steps between trials (0: one trial), since the last
+  std::array<double, kMaxTuneSteps> tune_on_{}, tune_off_{};  // the trial's step times (ms) with and without eviction
 };
 
 }  // namespace nn
