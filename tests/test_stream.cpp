@@ -478,7 +478,7 @@ TEST_CASE("DataParallel.tune_evict_shared: trials that time eviction on and off 
   }
 }
 
-TEST_CASE("DataParallel.tune_evict_shared: the lower median decides, ties keep eviction off; bad counts refused", "[stream][errors]") {
+TEST_CASE("DataParallel.tune_evict_shared: the lower median decides, ties keep eviction off, bad counts are refused", "[stream][errors]") {
   // medians 2.5 against 2.75 (the means, 3.75 against 3.5, would choose the other: one slow
   // step of a noisy host does not decide)
   const double fast[] = {1.0, 9.0, 2.0, 3.0}, slow[] = {2.5, 3.0, 0.5, 8.0};
