@@ -158,7 +158,7 @@ class DataParallel {
   /// (`evict_shared()`; `evict_tuning()` is false again). With `every` > 0 a new trial starts
   /// each time `every` streamed steps have run since the last one ended. Whether eviction pays
   /// depends on the host, and on a virtual machine it can change while a program runs: on the
-  /// 2-vCPU VM of stop 35 it made the 2-thread VAE steps 12% slower in one hour and 20% faster
+  /// 2-vCPU VM of stop 35 it made the 2-thread VAE steps 11-14% slower in one hour and 13-16% faster
   /// in the next (README). Values never depend on it, so a trial changes no bits. Nothing
   /// happens on one thread or without `stream_updates` (the trial waits for such a step).
   /// `steps` in [1, 32], `every` >= 0; allocates nothing.
