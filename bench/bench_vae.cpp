@@ -315,11 +315,15 @@ void BM_Adam(benchmark::State& state) {
 // weight updated beside the kernel computing the next)? A 6 x 16 broadcast tile like the in-place
 // kernel's AVX2 tile (12 accumulators; two loads of B and six broadcasts per depth step) over
 // 4096 depth steps alone (part:0); Adam's update (optim::detail::adam_update, as the optimizer
-// runs it) of 512 packets of 8 elements alone (part:1); and both in one loop, a packet every 8
-// depth steps (part:2). A core that overlapped them would take about the longer of parts 0 and 1
-// for part 2; the README's "This stop (33)" has what a Zen 3 does.
+// runs it) of 512 packets alone (part:1); and both in one loop, a packet every 8 depth steps
+// (part:2). A core that overlapped them would take about the longer of parts 0 and 1 for part 2;
+// the README's "This stop (33)" has what a Zen 3 does, "This stop (35)" a Zen 5 (whose in-place
+// kernel uses 16-float tiles, not this 8-float one).
 void BM_AdamInTile(benchmark::State& state) {
-  constexpr Index depth = 4096, packets = depth / 8, L = 8;
+  constexpr Index depth = 4096, packets = depth / 8;
+  // one of Adam's packets per call: 8 floats with AVX2, 16 with AVX-512 (a call of fewer
+  // elements than a packet would run the update's scalar tail)
+  constexpr Index L = Eigen::internal::packet_traits<T>::size;
   const int part = int(state.range(0));
   std::vector<T> a(128 * 8), b(128 * 16), p(packets * L), g(p.size()), m(p.size()), v(p.size());
   for (std::size_t i = 0; i < a.size(); ++i) a[i] = T(1e-3) * T(i % 5);
