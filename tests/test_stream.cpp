@@ -494,6 +494,27 @@ TEST_CASE("DataParallel.tune_evict_shared: the lower median decides, ties keep e
   REQUIRE_ERROR(dp.tune_evict_shared(33), DomainError, "reparam: DataParallel.tune_evict_shared: steps must be in [1, 32] (got 33)");
   REQUIRE_ERROR(dp.tune_evict_shared(8, -1), DomainError, "reparam: DataParallel.tune_evict_shared: every must be >= 0 (got -1)");
   CHECK(!dp.evict_tuning());
+  // a step that throws inside a trial is not counted: the trial (2 untimed + 2 timed steps)
+  // ends after four steps that ran, whichever failed between them
+  optim::Adam<float> o(n.params.pointers(), {0.01f});
+  dp.set_stream_updates(true);
+  dp.tune_evict_shared(1);
+  auto loss = [&n](TapeF& t, Index first, Index count, int) {
+    t.backward(sum(square(n.mlp(t.constant(n.x.middleRows(first, count))))) / 13.0f);
+  };
+  dp.step(13, loss, o);
+  REQUIRE_THROWS_WITH(dp.step(13, [&](TapeF& t, Index first, Index count, int th) {
+    loss(t, first, count, th);
+    if (th == 1) throw std::runtime_error("late");
+  }, o), "late");
+  CHECK(!dp.evict_shared());  // the failed step was the trial's second (untimed, without eviction)
+  for (int s = 0; s < 2; ++s) {  // the second again, then the first timed one
+    dp.step(13, loss, o);
+    CHECK(dp.evict_tuning());
+  }
+  dp.step(13, loss, o);  // the fourth step that ran
+  CHECK(!dp.evict_tuning());
+  for (std::size_t i = 0; i < n.params.size(); ++i) CHECK(n.params[i].value.allFinite());
 }
 
 TEST_CASE("DataParallel.set_stream_updates: weights of several blocks split between the threads' updates, the same bits", "[stream][threads]") {
