@@ -173,8 +173,9 @@ print("\nthe programs (--json, all cores) and peak resident memory against the t
 for m in ("gaussian", "categorical"):
     r = program(m, 0)
     t = tw[(m, cores)]
-    print(f"vae_{m}: step_ms_median {r['step_ms_median']:.3f} on {r['threads']} threads; peak RSS {r['peak_rss_mb']:.0f} MB "
-          f"(twin {t['peak_rss_mb']:.0f} MB)")
+    evict = {True: "; shared lines evicted", False: "; shared lines not evicted"}.get(r.get("evict_shared"), "")
+    print(f"vae_{m}: step_ms_median {r['step_ms_median']:.3f} on {r['threads']} threads{evict} (the trial's choice); "
+          f"peak RSS {r['peak_rss_mb']:.0f} MB (twin {t['peak_rss_mb']:.0f} MB)")
 
 # The programs against the twins with one statistic on both sides: each side's --json figure is
 # the median of its own per-step times over the same loop (batch gathered, step, loss read back),
@@ -187,10 +188,12 @@ for r in range(a.rounds):
     line = []
     for m in ("gaussian", "categorical"):
         for t in (1, cores):
-            ours_ms = program(m, t)["step_ms_median"]
+            run = program(m, t)
+            ours_ms = run["step_ms_median"]
             twin_ms = twin(m, t)["step_ms_median"]
             times.setdefault((m, t), []).append((ours_ms, twin_ms))
-            line.append(f"{m} {t}t {ours_ms:.3f}/{twin_ms:.3f}")
+            evict = {True: " (evict)", False: " (no evict)"}.get(run.get("evict_shared"), "")
+            line.append(f"{m} {t}t {ours_ms:.3f}/{twin_ms:.3f}{evict}")
     print(f"round {r + 1} (ours/twin): " + ";  ".join(line) + " ms")
 
 
