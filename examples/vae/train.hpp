@@ -90,6 +90,7 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
                dp.threads() == 1 ? "" : "s");
   std::fflush(info);  // before the progress lines on stderr, also when stdout is a pipe
   Progress progress(o.steps, o.log_every);
+  int evict_choice = -1;  // the last finished trial's setting (-1: none finished), for the report
   const T inv_batch = T(1) / T(o.batch);
   double running = 0;
   for (long s = 1; s <= o.steps; ++s) {
@@ -117,6 +118,7 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
     loss.push_back(mean);
     running = loss.size() < 50 ? running + (mean - running) / double(loss.size()) : running + (mean - loss[loss.size() - 51]) / 50;
     progress.update(s, running);
+    if (dp.threads() > 1 && !dp.evict_tuning()) evict_choice = dp.evict_shared() ? 1 : 0;
   }
   if (!o.save.empty()) reparam::nn::save_checkpoint(o.save, params, &adam);
 
@@ -137,7 +139,7 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
                 train_neg_elbo, test_neg_elbo);
     if (o.iw > 0) std::printf(",\"test_iw_neg_ll\":%.4f,\"iw\":%d", test_iw, o.iw);
     std::printf(",\"seed\":%llu,\"lr\":%g,\"peak_rss_mb\":%.1f", static_cast<unsigned long long>(o.seed), o.lr, peak_rss_mb());
-    if (dp.threads() > 1 && !dp.evict_tuning()) std::printf(",\"evict_shared\":%s", dp.evict_shared() ? "true" : "false");
+    if (evict_choice >= 0) std::printf(",\"evict_shared\":%s", evict_choice ? "true" : "false");
     std::printf("}\n");
   } else {
     std::printf("train negative ELBO (mean of the last 50 steps): %.3f\n", train_neg_elbo);
@@ -145,9 +147,9 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
     if (o.iw > 0) std::printf("test negative log-likelihood bound (importance-weighted, K = %d): %.3f nats\n", o.iw, test_iw);
     std::printf("median step %.3f ms on %d thread%s; peak memory %.0f MB\n", ms, dp.threads(), dp.threads() == 1 ? "" : "s",
                 peak_rss_mb());
-    if (dp.threads() > 1 && !dp.evict_tuning())
-      std::printf("shared cache lines %s before each update (the faster in the last trial)\n",
-                  dp.evict_shared() ? "evicted" : "not evicted");
+    if (evict_choice >= 0)
+      std::printf("shared cache lines %s before each update (the faster in the last finished trial)\n",
+                  evict_choice ? "evicted" : "not evicted");
     std::printf("pictures and learning curve in %s/\n", o.out.c_str());
     if (!o.save.empty()) std::printf("checkpoint in %s\n", o.save.c_str());
   }
