@@ -242,12 +242,13 @@ class DataParallel {
         return;
       }
       if (stream_updates_) {
-        if (tune_steps_ == 0 && tune_every_ > 0 && threads() > 1 && ++since_tune_ > tune_every_) {
+        // (more than one thread here: one thread took the branch above)
+        if (tune_steps_ == 0 && tune_every_ > 0 && ++since_tune_ > tune_every_) {
           tune_steps_ = tune_size_;  // the next trial
           tune_at_ = 0;
           since_tune_ = 0;
         }
-        if (tune_steps_ > 0 && threads() > 1)
+        if (tune_steps_ > 0)
           tuned_step(rows, f, opt);
         else
           step_factored(rows, f, opt);
