@@ -388,7 +388,7 @@ void check_vae_step(int threads) {
     dp.step(batch, [&](BasicTape<T>& tape, Index f, Index c, int) { tape.backward(neg_elbo(tape, f, c) / T(batch)); }, adam);
     // and Adam inside the sweep (one thread: the weights' gradients streamed block by block;
     // more: handed over as factors, each thread updating its rows, with and without evicting
-    // lines first: the trials set up below time both, choose, and start again every few steps)
+    // lines first: the trials set up above time both, choose, and start again every few steps)
     dp.set_stream_updates(true);
     dp.step(batch, [&](BasicTape<T>& tape, Index f, Index c, int) { tape.backward(neg_elbo(tape, f, c, true) / T(batch)); }, adam);
     dp.set_stream_updates(false);
