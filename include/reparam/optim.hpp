@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <reparam/detail/adam_math.hpp>
 #include <reparam/detail/math.hpp>
 #include <reparam/errors.hpp>
 #include <reparam/parallel.hpp>
@@ -51,13 +52,29 @@ void check_shape(const char* op, std::size_t i, const Parameter<T>& p, const Mat
                                          reparam::detail::shape_str(p.rows(), p.cols()) + ")");
 }
 
+/// Adam's constants for one step from its options and bias corrections.
+template <class T, class O>
+reparam::detail::AdamStep<T> adam_step(const O& o, T step_size, T inv_bc2_sqrt) {
+  reparam::detail::AdamStep<T> s;
+  s.b1 = o.beta1;
+  s.c1 = T(1) - o.beta1;
+  s.b2 = o.beta2;
+  s.c2 = T(1) - o.beta2;
+  s.eps = o.eps;
+  s.wd = o.weight_decay;
+  s.step_size = step_size;
+  s.inv_bc2_sqrt = inv_bc2_sqrt;
+  return s;
+}
+
 /// One pass of Adam over n elements: each element's gradient, moments and value are read once
 /// and written once (three separate passes left the division and square root waiting on memory
 /// in the last one while the first two waited on loads: one loop lets the core overlap them).
-/// The operations and their order are those of torch.optim.Adam (its `_single_tensor_adam`):
+/// The operations are those of torch.optim.Adam (its `_single_tensor_adam`):
 ///   g += wd p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 ///   p -= (lr/bc1) m / (sqrt(v) / sqrt(bc2) + eps),
-/// the square root correctly rounded and 1/sqrt(bc2) one multiplication, the same in the packet
+/// the square root correctly rounded and 1/sqrt(bc2) one multiplication, each "x y + z" one
+/// fused multiply-add where the build has them (`detail::adam_packet`), the same in the packet
 /// lanes and in the scalar tail, so any split of the elements gives the same bits.
 ///
 /// With `extra` > 0 the gradient is g + src(0) + ... + src(extra - 1), added in that order (as
@@ -67,37 +84,29 @@ void check_shape(const char* op, std::size_t i, const Parameter<T>& p, const Mat
 template <class T, class O, class Src>
 void adam_update(T* p, T* g, T* m, T* v, Index n, const O& o, T step_size, T inv_bc2_sqrt, int extra, const Src& src,
                  bool keep_grad = true) {
-  const T b1 = o.beta1, c1 = T(1) - o.beta1, b2 = o.beta2, c2 = T(1) - o.beta2, eps = o.eps, wd = o.weight_decay;
+  const reparam::detail::AdamStep<T> s = adam_step(o, step_size, inv_bc2_sqrt);
+  const bool store_g = keep_grad && (extra > 0 || s.wd != T(0));
   Index i = 0;
   if constexpr (std::is_floating_point<T>::value && Eigen::internal::packet_traits<T>::Vectorizable) {
     namespace ei = Eigen::internal;
     using P = typename ei::packet_traits<T>::type;
     constexpr Index L = ei::packet_traits<T>::size;
-    const P pb1 = ei::pset1<P>(b1), pc1 = ei::pset1<P>(c1), pb2 = ei::pset1<P>(b2), pc2 = ei::pset1<P>(c2);
-    const P ps = ei::pset1<P>(step_size), pib = ei::pset1<P>(inv_bc2_sqrt), pe = ei::pset1<P>(eps), pwd = ei::pset1<P>(wd);
     for (; i + L <= n; i += L) {
       P pg = ei::ploadu<P>(g + i);
       for (int u = 0; u < extra; ++u) pg = ei::padd(pg, ei::ploadu<P>(src(u) + i));
-      const P pp = ei::ploadu<P>(p + i);
-      if (wd != T(0)) pg = ei::padd(pg, ei::pmul(pwd, pp));
-      if (keep_grad && (extra > 0 || wd != T(0))) ei::pstoreu(g + i, pg);
-      const P pm = ei::padd(ei::pmul(pb1, ei::ploadu<P>(m + i)), ei::pmul(pc1, pg));
-      const P pv = ei::padd(ei::pmul(pb2, ei::ploadu<P>(v + i)), ei::pmul(pc2, ei::pmul(pg, pg)));
+      P pm = ei::ploadu<P>(m + i), pv = ei::ploadu<P>(v + i);
+      const P pp = reparam::detail::adam_packet(s, ei::ploadu<P>(p + i), pg, pm, pv);
+      if (store_g) ei::pstoreu(g + i, pg);
       ei::pstoreu(m + i, pm);
       ei::pstoreu(v + i, pv);
-      const P den = ei::padd(ei::pmul(reparam::detail::packet_sqrt(pv), pib), pe);
-      ei::pstoreu(p + i, ei::psub(pp, ei::pdiv(ei::pmul(ps, pm), den)));
+      ei::pstoreu(p + i, pp);
     }
   }
-  using std::sqrt;
   for (; i < n; ++i) {
     T gi = g[i];
     for (int u = 0; u < extra; ++u) gi += src(u)[i];
-    if (wd != T(0)) gi += wd * p[i];
+    p[i] = reparam::detail::adam_element(s, p[i], gi, m[i], v[i]);
     if (keep_grad) g[i] = gi;
-    m[i] = b1 * m[i] + c1 * gi;
-    v[i] = b2 * v[i] + c2 * (gi * gi);
-    p[i] -= step_size * m[i] / (sqrt(v[i]) * inv_bc2_sqrt + eps);
   }
 }
 }  // namespace detail
