@@ -4,6 +4,7 @@
 /// out, so that the bits depend on neither the compiler nor the code it is inlined into.
 
 #include <cmath>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -28,25 +29,16 @@ struct AdamStep {
 /// different code (the last bit of some elements' moments).
 template <class P>
 EIGEN_STRONG_INLINE P adam_madd(const P& a, const P& b, const P& c) {
-  return Eigen::internal::pmadd(a, b, c);
-}
-template <>
-EIGEN_STRONG_INLINE float adam_madd(const float& a, const float& b, const float& c) {
+  if constexpr (std::is_floating_point<P>::value) {  // an element (the scalar tails)
 #ifdef EIGEN_VECTORIZE_FMA
-  return std::fma(a, b, c);
+    return std::fma(a, b, c);
 #else
-  const volatile float ab = a * b;  // no contraction: the two roundings of Eigen's pmadd here
-  return ab + c;
+    const volatile P ab = a * b;  // no contraction: the two roundings of Eigen's pmadd here
+    return ab + c;
 #endif
-}
-template <>
-EIGEN_STRONG_INLINE double adam_madd(const double& a, const double& b, const double& c) {
-#ifdef EIGEN_VECTORIZE_FMA
-  return std::fma(a, b, c);
-#else
-  const volatile double ab = a * b;
-  return ab + c;
-#endif
+  } else {
+    return Eigen::internal::pmadd(a, b, c);
+  }
 }
 
 /// The update of one packet (an Eigen packet of T, or T itself for the scalar tails): from the
