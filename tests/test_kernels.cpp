@@ -468,6 +468,101 @@ TEST_CASE("gemm_tn_inplace: an element's bits do not depend on the rows, columns
   }
   CHECK(switched > 0);
 }
+
+// Images-like operands: zero in whole runs of depth (a binarized image's background), some rows
+// with values that are neither 0 nor 1, signed zeros, and one NaN and one infinity in columns that
+// are otherwise zero (those steps must not be left out).
+Matrix<float> sparse_operand(Rng& rng, Index rows, Index cols, bool by_column) {
+  Matrix<float> x = uniform_matrix<float>(rng, rows, cols);
+  for (Index i = 0; i < rows; ++i)
+    for (Index j = 0; j < cols; ++j) {
+      const Index d = by_column ? j : i;  // the depth index of element (i, j)
+      const float u = x(i, j);
+      const float density = d % 97 < 40 ? 0.f : (d % 97 < 70 ? 0.25f : 0.7f);
+      x(i, j) = u < density ? ((i + j) % 5 == 0 ? 0.5f + u : 1.f) : ((i + j) % 3 == 0 ? -0.f : 0.f);
+    }
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  (by_column ? x(1, 5) : x(5, 3)) = nan;     // depth 5 is otherwise all zero
+  (by_column ? x(2, 20) : x(20, 11)) = inf;  // and depth 20
+  return x;
+}
+// Each element of the in-place kernels' products is one chain of fused multiply-adds over the depth
+// in order (and C += the pass's chain for depths beyond a pass): the same, one element at a time.
+float fma_chain(const Matrix<float>& a, bool trans_a, const Matrix<float>& b, Index i, Index j, Index p0, Index p1) {
+  float acc = 0.f;
+  for (Index p = p0; p < p1; ++p) acc = std::fma(trans_a ? a(p, i) : a(i, p), b(p, j), acc);
+  return acc;
+}
+Index mismatches(const Matrix<float>& got, const Matrix<float>& want) {
+  Index bad = 0;
+  for (Index i = 0; i < got.rows(); ++i)
+    for (Index j = 0; j < got.cols(); ++j)
+      bad += std::isnan(want(i, j)) ? !std::isnan(got(i, j)) : !(got(i, j) == want(i, j));  // == : the sign of zero aside
+  return bad;
+}
+
+// Depth steps at which all of a tile's elements of A are zero are left out (`gemm_skip_plan`): on
+// binarized images half the steps of the first layer's products. fma(0, b, s) = s for finite b, so
+// every element keeps the bits of its whole chain (the sign of a zero aside); NaN and infinities
+// in A are steps taken.
+TEST_CASE("in-place kernels: depth steps whose elements of A are all zero are left out, every element keeps its chain's bits",
+          "[ops][linalg][paths]") {
+  Rng rng(38);
+  detail::Workspace<float> ws;
+  using CMap = Eigen::Map<const Matrix<float>>;
+  REQUIRE(inplace_gemm());
+  SECTION("a batch times a weight (the first layer's forward product)") {
+    for (Index m : {Index(100), Index(7), Index(50)}) {
+      const Index k = 784, n = 400;
+      const Matrix<float> a = sparse_operand(rng, m, k, true), b = uniform_matrix<float>(rng, k, n).array() - 0.5f;
+      const detail::SkipPlan plan = detail::gemm_skip_plan<false>(m, k, a.data(), k);
+      REQUIRE(plan.steps != nullptr);
+      Index taken = 0;
+      for (Index t = 0; t < (m + 5) / 6; ++t) taken += plan.tile_depth(t, k);
+      CHECK(taken < (m + 5) / 6 * k * 3 / 4);  // at least a quarter left out
+      Matrix<float> want(m, n);
+      for (Index i = 0; i < m; ++i)
+        for (Index j = 0; j < n; ++j) want(i, j) = fma_chain(a, false, b, i, j, 0, k);
+      Matrix<float> c(m, n);
+      Eigen::Map<Matrix<float>> cm(c.data(), m, n);
+      detail::gemm_acc(cm, CMap(a.data(), m, k), false, CMap(b.data(), k, n), false, 1.f, ws, true);
+      CHECK(mismatches(c, want) == 0);
+      CHECK(c.row(1).array().isNaN().all());  // the NaN's step was taken
+      CHECK(c.row(2).array().isInf().count() + c.row(2).array().isNaN().count() == n);
+    }
+  }
+  SECTION("a weight's gradient, whole and block by block (the first layer's)") {
+    for (Index k : {Index(100), Index(300)}) {  // 300: two passes of depth
+      const Index m = 784, n = 400;
+      const Matrix<float> a = sparse_operand(rng, k, m, false), g = uniform_matrix<float>(rng, k, n).array() - 0.5f;
+      const detail::SkipPlan plan = detail::gemm_skip_plan<true>(m, std::min(k, detail::gemm_tn_depth_block), a.data(), m);
+      REQUIRE(plan.steps != nullptr);
+      Matrix<float> want(m, n);
+      for (Index i = 0; i < m; ++i)
+        for (Index j = 0; j < n; ++j) {
+          want(i, j) = fma_chain(a, true, g, i, j, 0, std::min(k, detail::gemm_tn_depth_block));
+          if (k > detail::gemm_tn_depth_block)
+            want(i, j) = std::fma(1.f, fma_chain(a, true, g, i, j, detail::gemm_tn_depth_block, k), want(i, j));
+        }
+      Matrix<float> c(m, n);
+      Eigen::Map<Matrix<float>> cm(c.data(), m, n);
+      detail::gemm_acc(cm, CMap(a.data(), k, m), true, CMap(g.data(), k, n), false, 1.f, ws, true);
+      CHECK(mismatches(c, want) == 0);
+      CHECK(c.row(3).array().isNaN().all());
+      CHECK(c.row(11).array().isInf().count() + c.row(11).array().isNaN().count() == n);
+      Matrix<float> streamed = Matrix<float>::Constant(m, n, 7.f);
+      REQUIRE(detail::gemm_tn_rows<float>(CMap(a.data(), k, m), CMap(g.data(), k, n), 1.f, ws, [&](Index r0, Index rows, float* block) {
+        streamed.middleRows(r0, rows) = Eigen::Map<Matrix<float>>(block, rows, n);
+      }));
+      CHECK(mismatches(streamed, want) == 0);
+    }
+  }
+  SECTION("no plan where too few steps would be left out") {
+    const Matrix<float> dense = uniform_matrix<float>(rng, 100, 784);
+    CHECK(detail::gemm_skip_plan<false>(100, 784, dense.data(), 784).steps == nullptr);
+    CHECK(detail::gemm_skip_plan<true>(784, 100, dense.data(), 784).steps == nullptr);
+  }
+}
 #endif
 
 

@@ -23,6 +23,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <atomic>
 #include <type_traits>
 
@@ -54,8 +56,10 @@
 // GCC kept the row pointers of A on the stack (two to four reloads per depth step with AVX2).
 #if defined(__GNUC__)
 #define REPARAM_TILE __attribute__((noinline))
+#define REPARAM_LAMBDA_INLINE __attribute__((always_inline))
 #else
 #define REPARAM_TILE
+#define REPARAM_LAMBDA_INLINE
 #endif
 #endif
 
@@ -168,6 +172,8 @@ inline vec mul(vec a, vec b) noexcept { return _mm512_mul_ps(a, b); }
 inline vec relu(vec x) noexcept { return _mm512_max_ps(_mm512_setzero_ps(), x); }
 /// The first `count` lanes, 1 to 16.
 inline mask first(Index count) noexcept { return mask((1u << count) - 1u); }
+/// The lanes of x that are not zero (NaN counts as not zero), as bits.
+inline unsigned nonzero(vec x) noexcept { return _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ); }
 
 /// The lane sums of four vectors, in the four lanes of the result: lane l is added to lane l + 8,
 /// then l + 4, l + 2 and l + 1, the same tree for every vector whatever its neighbours, so an
@@ -199,6 +205,10 @@ inline vec mul(vec a, vec b) noexcept { return _mm256_mul_ps(a, b); }
 /// max(x, 0) with NaN kept (the second operand is returned where either is NaN), like relu.
 inline vec relu(vec x) noexcept { return _mm256_max_ps(_mm256_setzero_ps(), x); }
 /// The first `count` lanes, 1 to 8.
+/// The lanes of x that are not zero (NaN counts as not zero), as bits.
+inline unsigned nonzero(vec x) noexcept {
+  return unsigned(_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+}
 inline mask first(Index count) noexcept {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -270,7 +280,7 @@ struct Epilogue {
 /// stored transposed (element (i, p) at a[p * lda + i]: `gemm_tn_inplace`).
 template <int MR, int NV, bool TA, bool Full>
 REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k, float alpha,
-                         simd::mask mask, Epilogue out, Prefetch pf) noexcept {
+                         simd::mask mask, Epilogue out, Prefetch pf, const int* steps) noexcept {
   constexpr int W = simd::lanes;
   simd::vec acc[MR][NV];
   REPARAM_UNROLL
@@ -281,8 +291,9 @@ REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index 
   // A's elements of depth p: ap[i * as] (a row-major A: its rows, lda apart; a transposed one: the
   // row p of A^T, contiguous), with ap advanced by one depth step at a time
   const Index as = TA ? 1 : lda, ad = TA ? lda : 1;
-  const float* ap = a;
-  for (Index p = 0; p < k; ++p, ap += ad) {
+  // one depth step p: B's row p times A's elements of depth p
+  const auto step = [&](Index p) REPARAM_LAMBDA_INLINE {
+    const float* ap = a + p * ad;
     const float* bp = b + p * ldb;
     if (p < pf.rows) {
       const char* q = reinterpret_cast<const char*>(pf.at + p * pf.ld);
@@ -299,6 +310,11 @@ REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index 
       REPARAM_UNROLL
       for (int v = 0; v < NV; ++v) acc[i][v] = simd::fmadd(x, bv[v], acc[i][v]);
     }
+  };
+  if (steps == nullptr) {
+    for (Index p = 0; p < k; ++p) step(p);
+  } else {  // only the depth steps listed (`gemm_skip_plan`), k of them
+    for (Index q = 0; q < k; ++q) step(steps[q]);
   }
   const simd::vec al = simd::set1(alpha);
   if (out.bias != nullptr) {  // C = act(s + bias): the bias vectors once for the tile's rows
@@ -334,22 +350,114 @@ REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index 
   }
 }
 
+/// The index of x's lowest set bit (x not 0).
+inline int lowest_bit(unsigned x) noexcept {
+#if defined(__GNUC__)
+  return __builtin_ctz(x);
+#else
+  int i = 0;
+  while (!(x & 1u)) x >>= 1, ++i;
+  return i;
+#endif
+}
+
+/// The depth steps each tile of 6 rows of op(A) takes (`gemm_skip_plan`): tile t's are
+/// steps[t * stride, t * stride + depth[t]); without a plan (`steps` null) every step.
+struct SkipPlan {
+  const int* steps = nullptr;
+  const int* depth = nullptr;
+  Index stride = 0;
+  const int* tile(Index t) const noexcept { return steps ? steps + t * stride : nullptr; }
+  Index tile_depth(Index t, Index k) const noexcept { return steps ? Index(depth[t]) : k; }
+};
+
+/// The depth steps p at which some element of the tile's rows of op(A) is not zero (NaN and
+/// infinities count as not zero), for the tiles of 6 rows of an m x k op(A) (A^T with TA: A's
+/// element (i, p) at a[p * lda + i]). Where all a tile's elements of depth p are zero, each of its
+/// accumulators would gain fma(0, b, s) = s (b finite; the sign of a zero s aside), so the tile
+/// can leave the step out and its elements keep their bits: binarized images are 70-80% zeros,
+/// and a tile of 6 neighbouring pixels of Fashion-MNIST (a weight gradient's rows) has all six
+/// zero in half of the images. Null (no plan, every step taken) where fewer than 1 in 8 steps
+/// would be left out (judged on the first 4 tiles, or the first 16 steps with TA, first), or
+/// where the plan would pass 2^18 entries. Where B holds an infinity or NaN at a step left out,
+/// the element does not become NaN (0 x inf), as it would in a dense GEMM.
+template <bool TA>
+inline SkipPlan gemm_skip_plan(Index m, Index k, const float* a, Index lda) {
+  constexpr int W = simd::lanes;
+  const Index tiles = (m + 5) / 6;
+  if (tiles * k > (Index(1) << 18) || k < 1 || m < 1) return {};
+  thread_local Workspace<int> ws;
+  thread_local Workspace<unsigned char> bits_ws;
+  int* const steps = ws.get(static_cast<std::size_t>(tiles * (k + 1)));
+  int* const depth = steps + tiles * k;
+  Index kept = 0;
+  // A plan whose first part (16 depth steps of every tile, or the first 4 tiles) would leave out
+  // fewer than 1 in 8 steps is not finished: dense operands (a layer's activations) cost little.
+  const auto dense = [&](Index done) { return 8 * kept > 7 * done; };
+  if (TA) {  // depth step p: A's row p holds element p of every tile, 6 consecutive floats each
+    std::fill(depth, depth + tiles, 0);
+    const Index bytes = (m + W - 1) / W * (W / 8);
+    unsigned char* const row_bits = bits_ws.get(static_cast<std::size_t>(bytes + 8));  // +8: the last tile's 8-byte read
+    std::fill(row_bits, row_bits + bytes + 8, static_cast<unsigned char>(0));
+    for (Index p = 0; p < k; ++p) {
+      const float* row = a + p * lda;
+      for (Index i = 0; i < m; i += W) {  // the row's nonzero lanes, W bits at a time (little-endian bytes)
+        const unsigned b = simd::nonzero(i + W <= m ? simd::load(row + i) : simd::load(row + i, simd::first(m - i)));
+        for (int q = 0; q < W / 8; ++q) row_bits[i / 8 + q] = static_cast<unsigned char>(b >> (8 * q));
+      }
+      for (Index t = 0; t < tiles; ++t) {  // tile t: bits [6t, 6t + 6)
+        std::uint64_t word;
+        std::memcpy(&word, row_bits + (6 * t) / 8, sizeof word);
+        const bool any = ((word >> ((6 * t) % 8)) & 63u) != 0;
+        steps[t * k + depth[t]] = int(p);
+        depth[t] += any;
+        kept += any;
+      }
+      if (p + 1 == std::min<Index>(k, 16) && p + 1 < k && dense(tiles * (p + 1))) return {};
+    }
+  } else {  // a tile's rows of A, W steps at a time, their nonzero lanes or-ed
+    for (Index t = 0; t < tiles; ++t) {
+      const Index i0 = 6 * t, rows = std::min<Index>(6, m - i0);
+      int* out = steps + t * k;
+      int n = 0;
+      for (Index p = 0; p < k; p += W) {
+        const Index w = std::min<Index>(W, k - p);
+        unsigned bits = 0;
+        for (Index i = 0; i < rows; ++i)
+          bits |= simd::nonzero(w == W ? simd::load(a + (i0 + i) * lda + p) : simd::load(a + (i0 + i) * lda + p, simd::first(w)));
+        while (bits != 0) {
+          out[n++] = int(p) + lowest_bit(bits);
+          bits &= bits - 1;
+        }
+      }
+      depth[t] = n;
+      kept += n;
+      if (t + 1 == 4 && t + 1 < tiles && dense(4 * k)) return {};
+    }
+  }
+  if (dense(tiles * k)) return {};
+  return SkipPlan{steps, depth, k};
+}
+
 template <int NV, bool TA, bool Full>
 inline void gemm_nn_strip(Index m, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index k,
-                          float alpha, simd::mask mask, Epilogue out, const StripPrefetch& pf) noexcept {
+                          float alpha, simd::mask mask, Epilogue out, const StripPrefetch& pf, const SkipPlan& plan) noexcept {
   const Index step = TA ? 1 : lda;  // from one row of A to the next
   Index i = 0;
   for (; i + 6 <= m; i += 6)
-    gemm_nn_tile<6, NV, TA, Full>(a + i * step, lda, b, ldb, c + i * ldc, ldc, k, alpha, mask, out, pf.tile(i / 6));
+    gemm_nn_tile<6, NV, TA, Full>(a + i * step, lda, b, ldb, c + i * ldc, ldc, plan.tile_depth(i / 6, k), alpha, mask, out,
+                                  pf.tile(i / 6), plan.tile(i / 6));
   const float* ai = a + i * step;
   float* ci = c + i * ldc;
   const Prefetch p0 = pf.tile(i / 6);
+  const Index kt = plan.tile_depth(i / 6, k);
+  const int* st = plan.tile(i / 6);
   switch (m - i) {
-    case 5: gemm_nn_tile<5, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, out, p0); break;
-    case 4: gemm_nn_tile<4, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, out, p0); break;
-    case 3: gemm_nn_tile<3, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, out, p0); break;
-    case 2: gemm_nn_tile<2, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, out, p0); break;
-    case 1: gemm_nn_tile<1, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, k, alpha, mask, out, p0); break;
+    case 5: gemm_nn_tile<5, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, kt, alpha, mask, out, p0, st); break;
+    case 4: gemm_nn_tile<4, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, kt, alpha, mask, out, p0, st); break;
+    case 3: gemm_nn_tile<3, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, kt, alpha, mask, out, p0, st); break;
+    case 2: gemm_nn_tile<2, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, kt, alpha, mask, out, p0, st); break;
+    case 1: gemm_nn_tile<1, NV, TA, Full>(ai, lda, b, ldb, ci, ldc, kt, alpha, mask, out, p0, st); break;
     default: break;
   }
 }
@@ -362,11 +470,13 @@ inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index l
                               Index packed_stride = 0) noexcept {
   constexpr int W = simd::lanes, NV = simd::nn_vectors;
   const simd::mask all = simd::first(W);
+  // the steps each tile may leave out, found once for all the strips (a product of at least two)
+  const SkipPlan plan = n >= 2 * NV * W ? gemm_skip_plan<TA>(m, k, a, lda) : SkipPlan{};
   Index j = 0;
   if (packed != nullptr) {  // B's whole strips, copied already (`gemm_tn_pack_strips`): strip s at packed + s * packed_stride
     for (; j + NV * W <= n; j += NV * W)
       gemm_nn_strip<NV, TA, true>(m, a, lda, packed + j / (NV * W) * packed_stride, NV * W, c + j, ldc, k, alpha, all, out.at(j),
-                                  StripPrefetch{});
+                                  StripPrefetch{}, plan);
   }
 #if REPARAM_INPLACE_GEMM == 256
   // With AVX2 a strip is 64 bytes of each of B's rows, and every tile of 6 rows reads it all.
@@ -396,22 +506,22 @@ inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index l
         const Index tiles = (m + 5) / 6;
         next = StripPrefetch{nullptr, 0, b + j + NV * W, ldb, k, (k + tiles - 1) / tiles};
       }
-      gemm_nn_strip<NV, TA, true>(m, a, lda, buf, NV * W, c + j, ldc, k, alpha, all, out.at(j), next);
+      gemm_nn_strip<NV, TA, true>(m, a, lda, buf, NV * W, c + j, ldc, k, alpha, all, out.at(j), next, plan);
     }
   }
 #endif
   for (; j + NV * W <= n; j += NV * W)
-    gemm_nn_strip<NV, TA, true>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, all, out.at(j), StripPrefetch{b + j, pf, nullptr, ldb, k, 0});
+    gemm_nn_strip<NV, TA, true>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, all, out.at(j), StripPrefetch{b + j, pf, nullptr, ldb, k, 0}, plan);
   const Index rest = n - j;
   if (rest == 0) return;
   const StripPrefetch last{b + j, pf, nullptr, ldb, k, 0};
   const simd::mask mask = simd::first(rest - (rest - 1) / W * W);  // columns in the last vector, 1..W
   if (NV == 3 && rest > 2 * W)
-    gemm_nn_strip<NV, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, out.at(j), last);
+    gemm_nn_strip<NV, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, out.at(j), last, plan);
   else if (rest > W)
-    gemm_nn_strip<2, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, out.at(j), last);
+    gemm_nn_strip<2, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, out.at(j), last, plan);
   else
-    gemm_nn_strip<1, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, out.at(j), last);
+    gemm_nn_strip<1, TA, false>(m, a, lda, b + j, ldb, c + j, ldc, k, alpha, mask, out.at(j), last, plan);
 }
 
 /// C (m x n) = alpha A B, or C += alpha A B with `accumulate` (row-major, leading dimensions lda,
@@ -421,7 +531,8 @@ inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index l
 /// stream past. Measured on the VAE layers (README, "VAE programs"): 28-34% faster than Eigen's
 /// GEMM in cache with AVX-512, the training steps 6-17% faster. Each element of C is one chain of
 /// fused multiply-adds over the depth in order, so its bits depend on neither m nor the other
-/// rows: a batch split between threads gives the whole batch's bits.
+/// rows: a batch split between threads gives the whole batch's bits. Depth steps at which all of a
+/// tile's elements of A are zero are left out (`gemm_skip_plan`: the same bits).
 inline void gemm_nn_inplace(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
                             Index ldc, float alpha, Epilogue out) noexcept {
   constexpr Index pf = 8;  // rows of B ahead (measured: 0, 8 and 16 within noise of each other; 8 kept)
