@@ -532,7 +532,7 @@ inline void gemm_bcast_strips(Index m, Index n, Index k, const float* a, Index l
 /// GEMM in cache with AVX-512, the training steps 6-17% faster. Each element of C is one chain of
 /// fused multiply-adds over the depth in order, so its bits depend on neither m nor the other
 /// rows: a batch split between threads gives the whole batch's bits. Depth steps at which all of a
-/// tile's elements of A are zero are left out (`gemm_skip_plan`: the same bits).
+/// tile's elements of A are zero are left out (`gemm_skip_plan`: the same bits, the sign of a zero aside).
 inline void gemm_nn_inplace(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
                             Index ldc, float alpha, Epilogue out) noexcept {
   constexpr Index pf = 8;  // rows of B ahead (measured: 0, 8 and 16 within noise of each other; 8 kept)
@@ -556,7 +556,8 @@ constexpr Index gemm_tn_depth_block = 256;
 /// passes of 256, each pass one chain of fused multiply-adds per element, added into C. Each
 /// element is computed the same way whatever m and whatever rows or columns it is computed with,
 /// so rows of C computed apart (blocks of rows handed to an optimizer, threads' shares) have the
-/// whole product's bits.
+/// whole product's bits (the sign of a zero aside: depth steps at which all of a tile's elements
+/// of A are zero are left out, `gemm_skip_plan`).
 inline void gemm_tn_inplace(Index m, Index n, Index k, const float* a, Index lda, const float* g, Index ldg, float* c,
                             Index ldc, float alpha, bool accumulate, const float* g_strips = nullptr) noexcept {
   constexpr Index sw = simd::nn_vectors * simd::lanes;
