@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <atomic>
 #include <type_traits>
 
@@ -382,13 +383,21 @@ struct SkipPlan {
 /// where the plan would pass 2^18 entries. Where B holds an infinity or NaN at a step left out,
 /// the element does not become NaN (0 x inf), as it would in a dense GEMM.
 template <bool TA>
-inline SkipPlan gemm_skip_plan(Index m, Index k, const float* a, Index lda) {
+inline SkipPlan gemm_skip_plan(Index m, Index k, const float* a, Index lda) noexcept {
   constexpr int W = simd::lanes;
   const Index tiles = (m + 5) / 6;
   if (tiles * k > (Index(1) << 18) || k < 1 || m < 1) return {};
   thread_local Workspace<int> ws;
   thread_local Workspace<unsigned char> bits_ws;
-  int* const steps = ws.get(static_cast<std::size_t>(tiles * (k + 1)));
+  const Index bytes = TA ? (m + W - 1) / W * (W / 8) : 0;  // one depth step's row of A as bits (TA)
+  int* steps = nullptr;
+  unsigned char* row_bits = nullptr;
+  try {  // out of memory: no plan (every step taken), not an exception from the product
+    steps = ws.get(static_cast<std::size_t>(tiles * (k + 1)));
+    if (TA) row_bits = bits_ws.get(static_cast<std::size_t>(bytes + 8));  // +8: the last tile's 8-byte read
+  } catch (const std::bad_alloc&) {
+    return {};
+  }
   int* const depth = steps + tiles * k;
   Index kept = 0;
   // A plan whose first part (16 depth steps of every tile, or the first 4 tiles) would leave out
@@ -396,8 +405,6 @@ inline SkipPlan gemm_skip_plan(Index m, Index k, const float* a, Index lda) {
   const auto dense = [&](Index done) { return 8 * kept > 7 * done; };
   if (TA) {  // depth step p: A's row p holds element p of every tile, 6 consecutive floats each
     std::fill(depth, depth + tiles, 0);
-    const Index bytes = (m + W - 1) / W * (W / 8);
-    unsigned char* const row_bits = bits_ws.get(static_cast<std::size_t>(bytes + 8));  // +8: the last tile's 8-byte read
     std::fill(row_bits, row_bits + bytes + 8, static_cast<unsigned char>(0));
     for (Index p = 0; p < k; ++p) {
       const float* row = a + p * lda;
