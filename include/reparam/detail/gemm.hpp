@@ -205,11 +205,11 @@ inline vec fmadd(vec a, vec b, vec c) noexcept { return _mm256_fmadd_ps(a, b, c)
 inline vec mul(vec a, vec b) noexcept { return _mm256_mul_ps(a, b); }
 /// max(x, 0) with NaN kept (the second operand is returned where either is NaN), like relu.
 inline vec relu(vec x) noexcept { return _mm256_max_ps(_mm256_setzero_ps(), x); }
-/// The first `count` lanes, 1 to 8.
 /// The lanes of x that are not zero (NaN counts as not zero), as bits.
 inline unsigned nonzero(vec x) noexcept {
   return unsigned(_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
 }
+/// The first `count` lanes, 1 to 8.
 inline mask first(Index count) noexcept {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -289,8 +289,8 @@ REPARAM_TILE void gemm_nn_tile(const float* a, Index lda, const float* b, Index 
     REPARAM_UNROLL
     for (int v = 0; v < NV; ++v) acc[i][v] = simd::zero();
   }
-  // A's elements of depth p: ap[i * as] (a row-major A: its rows, lda apart; a transposed one: the
-  // row p of A^T, contiguous), with ap advanced by one depth step at a time
+  // A's elements of depth p: ap[i * as] with ap = a + p * ad (a row-major A: its rows, lda apart;
+  // a transposed one: the row p of A^T, contiguous)
   const Index as = TA ? 1 : lda, ad = TA ? lda : 1;
   // one depth step p: B's row p times A's elements of depth p
   const auto step = [&](Index p) REPARAM_LAMBDA_INLINE {
