@@ -7,7 +7,10 @@
 //
 //   OPENBLAS_NUM_THREADS=1 build/release/bench/bench_vae
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -100,36 +103,46 @@ struct Categorical : Net {
 // backward sweep, on more each thread updates its share of the weights from the threads'
 // gradient factors (DataParallel::set_stream_updates); `stored` keeps the gradients in memory
 // and updates after the sweep instead (the path for clipping).
-template <class Model, bool stored = false>
-void BM_Step(benchmark::State& state) {
+template <class Model>
+struct Stepper {
   Model model;
   reparam::nn::ParameterList<T> params;
-  model.collect(params);
-  reparam::optim::Adam<T> adam(params.pointers(), {T(1e-3)});
-  reparam::set_blas_threads(1);  // with the BLAS backend: our threads, not OpenBLAS's
-  reparam::nn::DataParallel<T> dp(params, int(state.range(0)));
-  dp.set_stream_updates(!stored);
-  dp.tune_evict_shared();  // as the programs start (train.hpp): eviction on or off, timed in the first steps
-  reparam::data::Batcher batches(images().rows(), kBatch, 2);
-  Mat u(kBatch, model.noise_cols);
+  std::unique_ptr<reparam::optim::Adam<T>> adam;
+  std::unique_ptr<reparam::nn::DataParallel<T>> dp;
+  reparam::data::Batcher batches{images().rows(), kBatch, 2};
+  Mat u{kBatch, model.noise_cols};
   long step = 0;
-  const auto one = [&] {
+  bool stored;
+  Stepper(int threads, bool store) : stored(store) {
+    model.collect(params);
+    adam = std::make_unique<reparam::optim::Adam<T>>(params.pointers(), reparam::optim::AdamOptions<T>{T(1e-3)});
+    reparam::set_blas_threads(1);  // with the BLAS backend: our threads, not OpenBLAS's
+    dp = std::make_unique<reparam::nn::DataParallel<T>>(params, threads);
+    dp->set_stream_updates(!stored);
+    dp->tune_evict_shared();  // as the programs start (train.hpp): eviction on or off, timed in the first steps
+    while (dp->evict_tuning() && dp->threads() > 1 && !stored) once();  // the trial, untimed
+  }
+  void once() {
     const std::vector<Index>& rows = batches.next();
     model.noise(u);
     const Mat& cu = u;
     ++step;
-    dp.step(kBatch, [&](reparam::BasicTape<T>& tape, Index f, Index c, int) {
+    dp->step(kBatch, [&](reparam::BasicTape<T>& tape, Index f, Index c, int) {
       const reparam::BasicVar<T> x = reparam::data::gather_rows(tape, images(), rows, f, c);  // each thread its rows, as the programs
       tape.backward(model.loss(tape, x, cu.middleRows(f, c), step) / T(kBatch));
-    }, adam);
-  };
-  while (dp.evict_tuning() && dp.threads() > 1 && !stored) one();  // the trial, untimed
-  for (auto _ : state) {
-    one();
-    benchmark::DoNotOptimize(params[0].value.data());
+    }, *adam);
   }
-  state.counters["threads"] = double(dp.threads());
-  if (dp.threads() > 1 && !stored) state.counters["evict"] = dp.evict_shared() ? 1.0 : 0.0;
+};
+
+template <class Model, bool stored = false>
+void BM_Step(benchmark::State& state) {
+  Stepper<Model> s(int(state.range(0)), stored);
+  for (auto _ : state) {
+    s.once();
+    benchmark::DoNotOptimize(s.params[0].value.data());
+  }
+  state.counters["threads"] = double(s.dp->threads());
+  if (s.dp->threads() > 1 && !stored) state.counters["evict"] = s.dp->evict_shared() ? 1.0 : 0.0;
   state.counters["steps/s"] = benchmark::Counter(double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
@@ -166,20 +179,24 @@ struct Products {
 // from those gradients, whose state (weights, gradients and two moments: 16 bytes per parameter)
 // streams through memory once per step: a lower bound for any step that stores its gradients
 // before the update. The one-thread step updates inside the sweep instead (Adam.stream_from).
-template <class Gemm>
-void floor_loop(benchmark::State& state, const std::vector<std::vector<Index>>& nets, Gemm&& gemm, bool adam = false) {
+struct Floor {
   std::vector<Products> ps;
-  for (std::size_t k = 0; k < nets.size(); ++k) ps.emplace_back(nets[k], k > 0);  // nets[0] is the encoder
   std::vector<reparam::Parameter<T>> params;
-  for (const auto& p : ps)
-    for (std::size_t i = 0; i < p.w.size(); ++i) {
-      params.emplace_back(p.w[i]);
-      params.emplace_back(Mat::Zero(1, p.w[i].cols()));
-    }
-  std::vector<reparam::Parameter<T>*> ptrs;
-  for (auto& p : params) ptrs.push_back(&p);
-  reparam::optim::Adam<T> opt(ptrs, {T(1e-3)});
-  for (auto _ : state) {
+  std::unique_ptr<reparam::optim::Adam<T>> opt;
+  bool adam;
+  Floor(const std::vector<std::vector<Index>>& nets, bool with_adam) : adam(with_adam) {
+    for (std::size_t k = 0; k < nets.size(); ++k) ps.emplace_back(nets[k], k > 0);  // nets[0] is the encoder
+    for (const auto& p : ps)
+      for (std::size_t i = 0; i < p.w.size(); ++i) {
+        params.emplace_back(p.w[i]);
+        params.emplace_back(Mat::Zero(1, p.w[i].cols()));
+      }
+    std::vector<reparam::Parameter<T>*> ptrs;
+    for (auto& p : params) ptrs.push_back(&p);
+    opt = std::make_unique<reparam::optim::Adam<T>>(ptrs, reparam::optim::AdamOptions<T>{T(1e-3)});
+  }
+  template <class Gemm>
+  void once(Gemm&& gemm) {
     std::size_t k = 0;
     for (auto& p : ps) {
       p.run(gemm);
@@ -193,7 +210,7 @@ void floor_loop(benchmark::State& state, const std::vector<std::vector<Index>>& 
       k = 0;
       for (auto& p : ps)
         for (std::size_t i = 0; i < p.w.size(); ++i, k += 2) params[k].value.swap(p.w[i]);
-      opt.step();
+      opt->step();
       k = 0;
       for (auto& p : ps)
         for (std::size_t i = 0; i < p.w.size(); ++i, k += 2) {
@@ -203,6 +220,12 @@ void floor_loop(benchmark::State& state, const std::vector<std::vector<Index>>& 
     }
     benchmark::DoNotOptimize(ps[0].dw[0].data());
   }
+};
+
+template <class Gemm>
+void floor_loop(benchmark::State& state, const std::vector<std::vector<Index>>& nets, Gemm&& gemm, bool adam = false) {
+  Floor f(nets, adam);
+  for (auto _ : state) f.once(gemm);
 }
 
 const std::vector<std::vector<Index>> kGaussianNets = {{784, 400, 40}, {20, 400, 784}};
@@ -259,21 +282,26 @@ BENCHMARK(BM_Floor_EigenPacked)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(be
 // The floor split as nn::DataParallel splits a step: on every core, each thread the products of
 // its rows of the batch, with private copies of everything (no update, no sum, nothing shared):
 // what no data-parallel step can beat here. Its speed-up over BM_Floor_Eigen bounds the step's.
-void BM_FloorSplit_Eigen(benchmark::State& state) {
-  const auto& nets = state.range(0) == 0 ? kGaussianNets : kCategoricalNets;
-  reparam::ThreadPool pool(0);
-  const int n = pool.size();
-  std::vector<std::vector<Products>> ps(static_cast<std::size_t>(n));
-  for (int t = 0; t < n; ++t)
-    for (std::size_t k = 0; k < nets.size(); ++k)
-      ps[static_cast<std::size_t>(t)].emplace_back(nets[k], k > 0, reparam::ThreadPool::shard(kBatch, t, n).second);
-  for (auto _ : state) {
+struct FloorSplit {
+  reparam::ThreadPool pool{0};
+  std::vector<std::vector<Products>> ps;
+  explicit FloorSplit(const std::vector<std::vector<Index>>& nets) : ps(static_cast<std::size_t>(pool.size())) {
+    const int n = pool.size();
+    for (int t = 0; t < n; ++t)
+      for (std::size_t k = 0; k < nets.size(); ++k)
+        ps[static_cast<std::size_t>(t)].emplace_back(nets[k], k > 0, reparam::ThreadPool::shard(kBatch, t, n).second);
+  }
+  void once() {
     pool.run([&](int t) {
       for (auto& p : ps[static_cast<std::size_t>(t)]) p.run(eigen_gemm);
     });
     benchmark::DoNotOptimize(ps[0][0].dw[0].data());
   }
-  state.counters["threads"] = double(n);
+};
+void BM_FloorSplit_Eigen(benchmark::State& state) {
+  FloorSplit f(state.range(0) == 0 ? kGaussianNets : kCategoricalNets);
+  for (auto _ : state) f.once();
+  state.counters["threads"] = double(f.pool.size());
 }
 BENCHMARK(BM_FloorSplit_Eigen)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // The same bound with Eigen's kernel (the faster one on some CPUs: cmake/ProbeGemm.cmake).
@@ -373,6 +401,81 @@ void BM_AdamInTile(benchmark::State& state) {
 }
 BENCHMARK(BM_AdamInTile)->ArgName("part")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 #endif
+
+// Paired rows. This host's speed drifts by 30-50% over seconds to minutes (the other work on its
+// machine), so two rows timed a minute apart can differ by that much more than their code does.
+// Here two things alternate in rounds: a run of kRun steps of one (the first untimed: it brings
+// its data back into the caches, as a run of its own would have it), then of the other, and the
+// figure is the median over rounds of each round's ratio of the two runs' medians: both sides of
+// every ratio see the same host within about 50 ms.
+constexpr int kRun = 8;
+double quantile(std::vector<double> v, double q) {  // linear between order statistics
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const double x = q * double(v.size() - 1);
+  const std::size_t i = std::size_t(x);
+  return i + 1 < v.size() ? v[i] + (x - double(i)) * (v[i + 1] - v[i]) : v[i];
+}
+double median(const std::vector<double>& v) { return quantile(v, 0.5); }
+template <class A, class B>
+void paired(benchmark::State& state, A&& a, B&& b, const char* a_name, const char* b_name, const char* ratio_name) {
+  std::vector<double> ta(kRun), tb(kRun), ma, mb, r;
+  const auto run = [](auto& f, std::vector<double>& t) {
+    f();
+    for (double& x : t) {
+      const auto t0 = std::chrono::steady_clock::now();
+      f();
+      x = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+    return median(t);
+  };
+  for (auto _ : state) {
+    const double x = run(a, ta), y = run(b, tb);
+    ma.push_back(x);
+    mb.push_back(y);
+    r.push_back(x / y);
+  }
+  state.counters[a_name] = median(ma);
+  state.counters[b_name] = median(mb);
+  state.counters[ratio_name] = median(r);
+  state.counters["q1"] = quantile(r, 0.25);  // the middle half of the rounds' ratios
+  state.counters["q3"] = quantile(r, 0.75);
+}
+// The one-thread step over its floor (the products alone with the library's GEMM, BM_Floor_Eigen).
+template <class Model>
+void BM_PairStepFloor(benchmark::State& state) {
+  Floor floor(std::is_same<Model, Gaussian>::value ? kGaussianNets : kCategoricalNets, false);
+  Stepper<Model> step(1, false);
+  auto f = [&] { floor.once(eigen_gemm); };
+  auto s = [&] { step.once(); };
+  paired(state, s, f, "step_ms", "floor_ms", "step/floor");
+}
+// The one-thread step over the step on every core: the speed-up.
+template <class Model>
+void BM_PairSpeedup(benchmark::State& state) {
+  Stepper<Model> one(1, false), all(0, false);
+  auto o = [&] { one.once(); };
+  auto a = [&] { all.once(); };
+  paired(state, o, a, "one_ms", "all_ms", "speedup");
+  state.counters["threads"] = double(all.dp->threads());
+}
+// The floor on one thread over the floor split over every core (BM_FloorSplit_Eigen): the
+// speed-up no data-parallel step can pass here, paired like the step's.
+void BM_PairFloorSplit(benchmark::State& state) {
+  const auto& nets = state.range(0) == 0 ? kGaussianNets : kCategoricalNets;
+  Floor one(nets, false);
+  FloorSplit all(nets);
+  auto o = [&] { one.once(eigen_gemm); };
+  auto a = [&] { all.once(); };
+  paired(state, o, a, "one_ms", "all_ms", "speedup");
+  state.counters["threads"] = double(all.pool.size());
+}
+BENCHMARK(BM_PairFloorSplit)->ArgName("categorical")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+// An iteration is a round (2 x 9 steps); --benchmark_min_time sets how many (bench/vae_compare.py: 2 s).
+BENCHMARK_TEMPLATE(BM_PairStepFloor, Gaussian)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_PairStepFloor, Categorical)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_PairSpeedup, Gaussian)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_PairSpeedup, Categorical)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_TEMPLATE(BM_Step, Gaussian)->ArgName("threads")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_Step, Categorical)->ArgName("threads")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();

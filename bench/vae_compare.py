@@ -69,9 +69,26 @@ def program(model, threads):
     return json.loads(out.strip().splitlines()[-1])
 
 
-ours = gbench(os.path.join(a.build, "bench", "bench_vae"), 1)
+ours = gbench(os.path.join(a.build, "bench", "bench_vae"), 1, ["--benchmark_filter=-Pair"])
+
+
+def paired(binary, reps=3):
+    # bench_vae's paired rows (BM_Pair*): two things alternate in runs of 8 steps, each row's
+    # figure the median of the rounds' ratios; here its value in each of `reps` repetitions.
+    out = subprocess.run([binary, "--benchmark_format=json", "--benchmark_filter=Pair", f"--benchmark_repetitions={reps}",
+                          "--benchmark_min_time=2"], check=True, capture_output=True, text=True, env=env(1)).stdout
+    res = {}
+    for b in json.loads(out)["benchmarks"]:
+        if b.get("run_type") == "iteration":
+            for key in ("step/floor", "speedup"):
+                if key in b:
+                    res.setdefault(b["run_name"], []).append(b[key])
+    return res
+
+
+pairs = paired(os.path.join(a.build, "bench", "bench_vae"))
 blas_bin = os.path.join(a.build, "bench", "bench_vae_blas")
-blas = gbench(blas_bin, 1, ["--benchmark_filter=Step"]) if os.path.exists(blas_bin) else {}
+blas = gbench(blas_bin, 1, ["--benchmark_filter=^BM_Step"]) if os.path.exists(blas_bin) else {}
 for k, v in blas.items():
     ours["BLAS " + k] = v
 lt = {}
@@ -168,6 +185,18 @@ if fs is not None:
     print(f"  bound: the floor split over the cores:   {fe / fs:.2f}x gaussian, {fec / fsc:.2f}x categorical")
 if lt:
     print(f"gaussian 1 thread / LibTorch 1 thread:     {g1 / lt[1]:.2f}x")
+
+print("\npaired: two things alternating in runs of 8 steps, each figure the median of the rounds' ratios,\n"
+      "so both sides see the host in the same moment (3 repetitions of 2 s: median, then all three)")
+for label, name in (("gaussian 1 thread / floor (reparam's GEMM)", "BM_PairStepFloor<Gaussian>"),
+                    ("categorical 1 thread / floor", "BM_PairStepFloor<Categorical>"),
+                    ("gaussian speed-up, all cores / 1", "BM_PairSpeedup<Gaussian>"),
+                    ("categorical speed-up", "BM_PairSpeedup<Categorical>"),
+                    ("  bound: floor split, gaussian", "BM_PairFloorSplit/categorical:0"),
+                    ("  bound: floor split, categorical", "BM_PairFloorSplit/categorical:1")):
+    v = next((x for k, x in pairs.items() if k.startswith(name)), None)
+    if v:
+        print(f"{label:43}{sorted(v)[len(v) // 2]:.3f}x  (" + ", ".join(f"{x:.3f}" for x in v) + ")")
 
 print("\nthe programs (--json, all cores) and peak resident memory against the twins")
 for m in ("gaussian", "categorical"):
