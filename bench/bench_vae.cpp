@@ -41,13 +41,13 @@ constexpr Index kBatch = 100;
 // written (its rows compare across stops). The in-place kernels leave out depth steps at which all of a tile's
 // pixels are off (stop 37): on these images a tile of 6 almost never has one, on Fashion-MNIST it
 // has one at 30% (forward) to 49% (weight gradient) of the first layer's steps, which makes the
-// programs' steps faster than these rows by about 0.19 ms of products (README, "This stop (37)").
+// programs' steps faster than these rows by about 0.19 ms of products (bench/results/vae_speed_log.md, stop 37).
 // Adam's cost depends on the pixels a little:
 // trained on noise, the Gaussian encoder's first layer all but stops learning, and after 1,500
 // steps 84% of its Adam first moments (42% of the model's) are subnormal (2% of the model's on
 // Fashion-MNIST), which slows their update (BM_Adam's subnormal:1). A throwaway build on
-// Fashion-MNIST's 60,000 images timed the one-thread step the same within the noise (README,
-// "This stop (33)").
+// Fashion-MNIST's 60,000 images timed the one-thread step the same within the noise (bench/results/vae_speed_log.md,
+// stop 33).
 const Mat& images() {
   static const Mat m = [] {
     reparam::Rng rng(1);
@@ -350,7 +350,7 @@ void BM_Adam(benchmark::State& state) {
 // 4096 depth steps alone (part:0); Adam's update (optim::detail::adam_update, as the optimizer
 // runs it) of 512 packets alone (part:1); and both in one loop, a packet every 8 depth steps
 // (part:2). A core that overlapped them would take about the longer of parts 0 and 1 for part 2;
-// the README's "This stop (33)" has what a Zen 3 does, "This stop (35)" a Zen 5 (whose in-place
+// bench/results/vae_speed_log.md's stop 33 has what a Zen 3 does, stop 35 a Zen 5 (whose in-place
 // kernel uses 16-float tiles, not this 8-float one).
 void BM_AdamInTile(benchmark::State& state) {
   constexpr Index depth = 4096, packets = depth / 8;
