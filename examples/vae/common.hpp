@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -223,7 +224,16 @@ inline Picture curve_plot(const std::vector<double>& y, long first_step, const s
   }
   for (int x = L; x < W - R; ++x) p.set(x, H - B, 0);
   for (int yy = Tp; yy <= H - B; ++yy) p.set(L, yy, 0);
-  for (std::size_t i = 1; i < y.size(); ++i) {  // the curve, segment by segment
+  // The first steps above the axis are left out (drawn at its top they would read as a plateau):
+  // the curve enters from the top edge, and a note says which steps are not shown.
+  std::size_t above = 0;
+  while (above < y.size() && y[above] > hi) ++above;
+  if (above > 0) {
+    char b[64];
+    std::snprintf(b, sizeof b, "steps %ld-%ld above the axis", first_step, first_step + static_cast<long>(above) - 1);
+    draw_text(p, W - R - 6 * static_cast<int>(std::strlen(b)) - 4, Tp + 4, b, 96);
+  }
+  for (std::size_t i = std::max<std::size_t>(above, 1); i < y.size(); ++i) {  // the curve, segment by segment
     const int x0 = px(i - 1), y0 = py(y[i - 1]), x1 = px(i), y1 = py(y[i]);
     const int n = std::max(std::abs(x1 - x0), std::abs(y1 - y0)) + 1;
     for (int k = 0; k <= n; ++k) p.set(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n, 0);
