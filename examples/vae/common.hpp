@@ -230,7 +230,10 @@ inline Picture curve_plot(const std::vector<double>& y, long first_step, const s
   while (above < y.size() && y[above] > hi) ++above;
   if (above > 0) {
     char b[64];
-    std::snprintf(b, sizeof b, "steps %ld-%ld above the axis", first_step, first_step + static_cast<long>(above) - 1);
+    if (above == 1)
+      std::snprintf(b, sizeof b, "step %ld above the axis", first_step);
+    else
+      std::snprintf(b, sizeof b, "steps %ld-%ld above the axis", first_step, first_step + static_cast<long>(above) - 1);
     draw_text(p, W - R - 6 * static_cast<int>(std::strlen(b)) - 4, Tp + 4, b, 96);
   }
   for (std::size_t i = std::max<std::size_t>(above, 1); i < y.size(); ++i) {  // the curve, segment by segment
