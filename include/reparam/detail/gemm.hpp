@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <numeric>
 #include <atomic>
 #include <type_traits>
 
@@ -890,11 +891,21 @@ bool gemm_tn_rows_applies(Index m, Index n, Index k) noexcept {
 /// kernel too often: 32 KB was slower than no blocking on the VAE layers), a multiple of the
 /// kernel's column step. Eigen's kernel groups columns of its problem (rows of C) from the start
 /// of each call in ways that can change the last bits, so row ranges computed apart give the
-/// bits of the whole product when they start at multiples of this.
+/// bits of the whole product when they start at multiples of this. For float where the in-place
+/// kernel is built the step is also a multiple of its tiles' 6 rows (12 with Eigen's 4): a block
+/// of 80 rows ran 13 tiles and a 2-row one, which loads as much of G as a full tile for a third
+/// of its work; blocks of 72 and 36 rows ran the VAE's 784 x 400 and 400 x 784 weight gradients
+/// 1.3% and 3.6% faster (medians of 200 alternating rounds, stop 39). The bits do not change.
 template <class T>
 Index gemm_tn_block_rows(Index m, Index n) noexcept {
   if constexpr (tn_rows_kernel<T>()) {
-    const Index step = Eigen::internal::gebp_traits<T, T>::nr;
+#ifdef REPARAM_INPLACE_GEMM
+    constexpr Index tile = std::is_same<T, float>::value ? 6 : 1;
+#else
+    constexpr Index tile = 1;
+#endif
+    constexpr Index nr = Eigen::internal::gebp_traits<T, T>::nr;
+    constexpr Index step = nr / std::gcd(nr, tile) * tile;  // the least common multiple
     return std::max(Index(1), std::min(m, std::max(step, (Index(131072 / sizeof(T)) / std::max(n, Index(1))) / step * step)));
   } else {
     return std::max(Index(1), m);
