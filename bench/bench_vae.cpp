@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -54,6 +55,11 @@ const Mat& images() {
     Mat x = reparam::uniform_matrix<T>(rng, 2000, 784);
     return Mat((x.array() > T(0.6)).cast<T>());
   }();
+  return m;
+}
+// The same images as bytes (0 and 1), which the steps gather from as the programs do (stop 39).
+const reparam::Matrix<std::uint8_t>& image_bytes() {
+  static const reparam::Matrix<std::uint8_t> m = images().cast<std::uint8_t>();
   return m;
 }
 
@@ -128,7 +134,7 @@ struct Stepper {
     const Mat& cu = u;
     ++step;
     dp->step(kBatch, [&](reparam::BasicTape<T>& tape, Index f, Index c, int) {
-      const reparam::BasicVar<T> x = reparam::data::gather_rows(tape, images(), rows, f, c);  // each thread its rows, as the programs
+      const reparam::BasicVar<T> x = reparam::data::gather_rows(tape, image_bytes(), rows, f, c);  // each thread its rows, from bytes, as the programs
       tape.backward(model.loss(tape, x, cu.middleRows(f, c), step) / T(kBatch));
     }, *adam);
   }

@@ -344,13 +344,14 @@ namespace {
 // nn::Mlp (tape.parameter), Normal.reparameterize, KL, bce_with_logits, DataParallel over
 // `threads` tapes, clip_grad_norm, Adam, DataParallel.step (the sum inside Adam's pass; then with
 // stream_updates: on one thread Adam streamed into the sweep, on more the gradients' factors
-// summed by each thread over its rows, the batch gathered onto the tapes as the programs do), then
+// summed by each thread over its rows, the batch gathered onto the tapes from bytes as the programs do), then
 // an evaluation pass under NoGrad.
 template <class T>
 void check_vae_step(int threads) {
   Gen gen(61);
   const Index batch = 32, latent = 8;
   const M<T> images = (gen.matrix(150, 784, 0, 1).array() > 0.5).template cast<T>().matrix();
+  const M<std::uint8_t> bytes = images.template cast<std::uint8_t>();  // the programs keep their images as bytes
   Rng rng(3);
   nn::Mlp<T> encoder({784, 64, 2 * latent}, nn::Activation::relu, rng);
   nn::Mlp<T> decoder({latent, 64, 784}, nn::Activation::relu, rng);
@@ -366,7 +367,7 @@ void check_vae_step(int threads) {
   const std::vector<Index>* rows = nullptr;
   // the batch copied into the tape, or (gathered) straight from the images onto it
   auto neg_elbo = [&](BasicTape<T>& tape, Index f, Index c, bool gathered = false) {
-    const BasicVar<T> xv = gathered ? data::gather_rows(tape, images, *rows, f, c) : tape.constant(x.middleRows(f, c));
+    const BasicVar<T> xv = gathered ? data::gather_rows(tape, bytes, *rows, f, c) : tape.constant(x.middleRows(f, c));
     const BasicVar<T> h = encoder(xv);
     const Normal<T> q(slice_cols(h, 0, latent), exp(T(0.5) * slice_cols(h, latent, latent)));
     const BasicVar<T> z = q.reparameterize(eps.middleRows(f, c));

@@ -101,6 +101,18 @@ TEST_CASE("load_mnist: a folder of four files, labels checked, counts matched, b
   CHECK(s.images(0, 1) == 127.0f / 255);
   s.binarize();
   CHECK(s.images.row(0) == (Matrix<float>(1, 4) << 0, 0, 1, 1).finished());
+  // as bytes: the file's pixels as they are, binarized at the same place (> 127)
+  data::MnistSet<std::uint8_t> b = data::load_mnist<std::uint8_t>(d, "train");
+  CHECK(b.size() == 3);
+  CHECK(b.labels == std::vector<int>{1, 9, 0});
+  for (Index i = 0; i < 3; ++i)
+    for (Index j = 0; j < 4; ++j) {
+      INFO("pixel " << i << ", " << j);
+      CHECK(int(b.images(i, j)) == int(px[static_cast<std::size_t>(4 * i + j)]));
+    }
+  b.binarize();
+  CHECK(b.images.cast<float>() == s.images);
+  REQUIRE_ERROR(data::load_mnist<std::uint8_t>(d, "t10k"), FileError, "reparam: load_mnist: missing file (" + d + "/t10k-images-idx3-ubyte[.gz])");
   write_file(d + "/train-labels-idx1-ubyte", idx_bytes(0x801, {2}, {1, 9}), false);
   REQUIRE_ERROR(data::load_mnist<float>(d, "train"), FileError,
                 "reparam: load_mnist: image and label counts differ (3 images in " + d + "/train-images-idx3-ubyte.gz, 2 labels in " + d +
@@ -159,6 +171,40 @@ TEST_CASE("Batcher: every epoch a permutation cut into full batches, the same se
                 "reparam: gather_rows: rows [" + std::to_string(top) + ", " + std::to_string(top) + " + 1) are not within the 5 indices");
   REQUIRE_ERROR(data::gather_rows(src, idx, 1, top, part), ShapeError,
                 "reparam: gather_rows: rows [1, 1 + " + std::to_string(top) + ") are not within the 5 indices");
+}
+
+TEST_CASE("gather_rows from bytes: each element converted, the same rows, shares and errors as from floats", "[data][tape]") {
+  Matrix<std::uint8_t> bytes(6, 5);
+  for (Index i = 0; i < bytes.size(); ++i) bytes.data()[i] = static_cast<std::uint8_t>((37 * i + 11) % 256);  // 0..255 all over
+  const Matrix<float> floats = bytes.cast<float>();
+  const Matrix<double> doubles = bytes.cast<double>();
+  const std::vector<Index> idx = {5, 1, 3, 3, 0};
+  Matrix<float> from_floats, from_bytes;
+  data::gather_rows(floats, idx, from_floats);
+  data::gather_rows(bytes, idx, from_bytes);
+  CHECK(from_bytes == from_floats);
+  CHECK(from_bytes(0, 4) == float(bytes(5, 4)));
+  Matrix<double> part = Matrix<double>::Constant(5, 5, -9.0);
+  data::gather_rows(bytes, idx, 1, 3, part);
+  CHECK(part.middleRows(1, 3) == from_floats.middleRows(1, 3).cast<double>());
+  CHECK((part.row(0).array() == -9.0).all());
+  TapeF tape;
+  const VarF all = data::gather_rows(tape, bytes, idx, 0, 5);
+  CHECK(all.value() == from_floats);
+  CHECK_FALSE(all.requires_grad());
+  Tape dtape;
+  const Var share = data::gather_rows(dtape, bytes, idx, 2, 3);
+  Matrix<double> rows(3, 5);
+  rows << doubles.row(3), doubles.row(3), doubles.row(0);
+  CHECK(share.value() == rows);
+  CHECK(data::gather_rows(tape, bytes, idx, 5, 0).rows() == 0);
+  const std::size_t nodes = tape.size();
+  REQUIRE_ERROR(data::gather_rows(tape, bytes, {0, 6}, 0, 2), ShapeError, "reparam: gather_rows: index out of range (got 6 for 6 rows)");
+  REQUIRE_ERROR(data::gather_rows(tape, bytes, idx, 4, 2), ShapeError, "reparam: gather_rows: rows [4, 6) are not within the 5 indices");
+  REQUIRE_ERROR(data::gather_rows(bytes, {-1}, from_bytes), ShapeError, "reparam: gather_rows: index out of range (got -1 for 6 rows)");
+  Matrix<float> wrong(4, 5);
+  REQUIRE_ERROR(data::gather_rows(bytes, idx, 0, 2, wrong), ShapeError, "reparam: gather_rows: out must be 5x5 (got 4x5)");
+  CHECK(tape.size() == nodes);
 }
 
 TEST_CASE("gather_rows onto a tape: a constant with the gathered rows, no gradient, checked before recording", "[data][tape]") {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -100,13 +101,16 @@ inline void check_options(const Options& o) {
   std::remove(probe.c_str());
 }
 
-/// The training and test sets, binarized at > 127.
+/// The training and test sets, binarized at > 127. The training images stay bytes (0 and 1):
+/// 47 MB instead of 188, and a batch gathered from them reads a quarter of the memory
+/// (`gather_rows` converts them to floats on the tape).
 struct Data {
-  reparam::data::MnistSet<T> train, test;
+  reparam::data::MnistSet<std::uint8_t> train;
+  reparam::data::MnistSet<T> test;
 };
 inline Data load_data(const Options& o) {
   Data d;
-  d.train = reparam::data::load_mnist<T>(o.data, "train");  // FileError: exit 2 through guarded()
+  d.train = reparam::data::load_mnist<std::uint8_t>(o.data, "train");  // FileError: exit 2 through guarded()
   d.test = reparam::data::load_mnist<T>(o.data, "t10k");
   if (d.train.images.cols() != 784 || d.test.images.cols() != 784)
     throw UsageError("images must be 28x28 (got " + std::to_string(d.train.rows) + "x" + std::to_string(d.train.cols) + ")");

@@ -8,10 +8,15 @@
 ///     reparam::data::gather_rows(train.images, batches.next(), x);
 ///     // or, on a tape, without the matrix:
 ///     Var xv = reparam::data::gather_rows(tape, train.images, batches.next(), 0, 100);
+///
+/// The source may hold another scalar type than the batch (images kept as bytes,
+/// `load_mnist<std::uint8_t>`): each element is converted with static_cast as it is copied.
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <reparam/errors.hpp>
@@ -77,8 +82,8 @@ class Batcher {
 }  // namespace data
 namespace detail {
 /// idx[k], checked to be a row of src.
-template <class T>
-Index source_row(const Matrix<T>& src, const std::vector<Index>& idx, Index k) {
+template <class S>
+Index source_row(const Matrix<S>& src, const std::vector<Index>& idx, Index k) {
   const Index i = idx[static_cast<std::size_t>(k)];
   if (i < 0 || i >= src.rows())
     reparam::detail::throw_shape("gather_rows", "index out of range (got " + std::to_string(i) + " for " +
@@ -96,17 +101,28 @@ inline void check_share(Index first, Index count, Index n) {
                                                     std::to_string(n) + " indices");
   }
 }
+/// out[0, n) = in[0, n), each element converted with static_cast (a plain loop: compilers
+/// vectorize it, bytes to floats included).
+template <class S, class T>
+void copy_converted(const S* in, T* out, Index n) noexcept {
+  if constexpr (std::is_same<S, T>::value) {
+    std::copy(in, in + n, out);
+  } else {
+    for (Index j = 0; j < n; ++j) out[j] = static_cast<T>(in[j]);
+  }
+}
 /// out.row(k) = src.row(idx[k]) for k in [first, first + count), indices checked.
-template <class T>
-void copy_rows(const Matrix<T>& src, const std::vector<Index>& idx, Index first, Index count, Matrix<T>& out) {
-  for (Index k = first; k < first + count; ++k) out.row(k) = src.row(source_row(src, idx, k));
+template <class S, class T>
+void copy_rows(const Matrix<S>& src, const std::vector<Index>& idx, Index first, Index count, Matrix<T>& out) {
+  for (Index k = first; k < first + count; ++k)
+    copy_converted(src.data() + source_row(src, idx, k) * src.cols(), out.data() + k * out.cols(), src.cols());
 }
 }  // namespace detail
 namespace data {
 
 /// out.row(k) = src.row(idx[k]) for every k; `out` is resized only if its shape differs.
-template <class T>
-void gather_rows(const Matrix<T>& src, const std::vector<Index>& idx, Matrix<T>& out) {
+template <class S, class T>
+void gather_rows(const Matrix<S>& src, const std::vector<Index>& idx, Matrix<T>& out) {
   if (out.rows() != static_cast<Index>(idx.size()) || out.cols() != src.cols()) out.resize(static_cast<Index>(idx.size()), src.cols());
   reparam::detail::copy_rows(src, idx, 0, static_cast<Index>(idx.size()), out);
 }
@@ -114,8 +130,8 @@ void gather_rows(const Matrix<T>& src, const std::vector<Index>& idx, Matrix<T>&
 /// One thread's share of `gather_rows`: rows [first, first + count) of `out` only, which must
 /// already have idx.size() rows of src.cols() (threads fill their own rows of one batch, as in
 /// `nn::DataParallel`'s f).
-template <class T>
-void gather_rows(const Matrix<T>& src, const std::vector<Index>& idx, Index first, Index count, Matrix<T>& out) {
+template <class S, class T>
+void gather_rows(const Matrix<S>& src, const std::vector<Index>& idx, Index first, Index count, Matrix<T>& out) {
   const Index n = static_cast<Index>(idx.size());
   if (out.rows() != n || out.cols() != src.cols())
     reparam::detail::throw_shape("gather_rows", "out must be " + reparam::detail::shape_str(n, src.cols()) + " (got " +
@@ -128,14 +144,18 @@ void gather_rows(const Matrix<T>& src, const std::vector<Index>& idx, Index firs
 /// is src.row(idx[first + k])), gathered straight into the tape's storage: the same values as
 /// `tape.constant(out.middleRows(first, count))` after `gather_rows(src, idx, first, count,
 /// out)`, without the batch matrix and its copy. A thread's share of a batch in
-/// `nn::DataParallel`'s f, or the whole batch with first 0 and count idx.size().
-template <class T>
-BasicVar<T> gather_rows(BasicTape<T>& tape, const Matrix<T>& src, const std::vector<Index>& idx, Index first, Index count) {
+/// `nn::DataParallel`'s f, or the whole batch with first 0 and count idx.size(). From bytes
+/// (`load_mnist<std::uint8_t>`, binarized) a batch of 100 Fashion-MNIST images reads 78 KB
+/// instead of 314 KB of the training set, which does not fit in the caches.
+template <class T, class S>
+BasicVar<T> gather_rows(BasicTape<T>& tape, const Matrix<S>& src, const std::vector<Index>& idx, Index first, Index count) {
   const Index n = static_cast<Index>(idx.size());
   reparam::detail::check_share(first, count, n);
   for (Index k = first; k < first + count; ++k) reparam::detail::source_row(src, idx, k);  // before the tape records anything
   return tape.constant(count, src.cols(), [&](reparam::detail::MMap<T> out) {
-    for (Index k = 0; k < count; ++k) out.row(k) = src.row(idx[static_cast<std::size_t>(first + k)]);  // checked above
+    for (Index k = 0; k < count; ++k)  // checked above
+      reparam::detail::copy_converted(src.data() + idx[static_cast<std::size_t>(first + k)] * src.cols(), out.data() + k * src.cols(),
+                                      src.cols());
   });
 }
 
