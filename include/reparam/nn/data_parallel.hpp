@@ -613,11 +613,12 @@ class DataParallel {
   /// product's grid (each block computed as the stored path computes it), contiguous per thread.
   /// The blocks of all the parameters, largest first, each go to the thread with the least work
   /// so far (elements updated; ties by block order and thread index): a list schedule keeps the
-  /// threads' totals within one block of each other, and largest first within a small block
-  /// (stop 39: on the VAEs' layers the whole shares of each weight split before it left the 2
-  /// threads 0.1-4% apart, depending on the blocks' size, this 0.0-0.1%). Then each thread's blocks of a parameter
-  /// become one range, the thread of its last, partial block laid out last. Depends on the
-  /// shapes alone; which thread computes a block does not change its bits.
+  /// threads' totals within one block of each other, and largest first usually within a small
+  /// one (stop 39: on the Gaussian VAE's layers 2 threads 616 elements apart, where the split
+  /// before it, whole shares of each weight, left them 17,144 apart, 5% of a share). Then each
+  /// thread's blocks of a parameter become one range, the thread of its last, partial block laid
+  /// out last. Depends on the shapes alone (a parameter resized after construction may make the
+  /// block list allocate); which thread computes a block does not change its bits.
   void plan_shares() {
     const std::size_t nt = static_cast<std::size_t>(threads());
     std::fill(load_.begin(), load_.end(), Index(0));
