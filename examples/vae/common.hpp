@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -52,21 +54,54 @@ struct Options {
   long log_every = 0;
 };
 
+/// The integer flags take decimal digits only. CLI11 reads integers with strtoll(text, 0), so
+/// "010" would be 8 and "0x10" 16, a negative seed would wrap around (-5 became 2^64 - 5) and
+/// one past the largest value would be clamped to it. This check comes first: it drops leading
+/// zeros, refuses anything else and values out of range, and leaves a sign to the flags whose
+/// negative values get their own message (`--steps must be > 0 (got -5)`).
+inline CLI::Validator decimal(bool negative_allowed) {
+  return CLI::Validator(
+      [negative_allowed](std::string& text) -> std::string {
+        const std::string what = negative_allowed ? "must be a decimal integer" : "must be a decimal integer from 0 to 18446744073709551615";
+        const std::size_t sign = negative_allowed && !text.empty() && text[0] == '-' ? 1 : 0;
+        if (text.size() == sign || text.find_first_not_of("0123456789", sign) != std::string::npos)
+          return what + " (got " + text + ")";
+        const std::size_t digits = std::min(text.find_first_not_of('0', sign), text.size() - 1);
+        const std::string got = text;
+        text = text.substr(0, sign) + text.substr(digits);
+        errno = 0;
+        char* end = nullptr;
+        if (negative_allowed)
+          static_cast<void>(std::strtoll(text.c_str(), &end, 10));
+        else
+          static_cast<void>(std::strtoull(text.c_str(), &end, 10));
+        if (errno == ERANGE) return what + " (got " + got + ": out of range)";
+        return {};
+      },
+      "");
+}
+
 /// The flags both programs take; `default_steps` trains a useful model in about a minute.
 inline void add_common_flags(CLI::App& app, Options& o, long default_steps) {
   o.steps = default_steps;
   app.add_option("--data", o.data, "MNIST-format folder (train/t10k images and labels, .gz or plain)")->capture_default_str();
-  app.add_option("--steps", o.steps, "training steps (> 0)")->capture_default_str();
-  app.add_option("--batch", o.batch, "batch size (1 .. number of training images)")->capture_default_str();
+  app.add_option("--steps", o.steps, "training steps (> 0)")->capture_default_str()
+      ->transform(decimal(true));
+  app.add_option("--batch", o.batch, "batch size (1 .. number of training images)")->capture_default_str()
+      ->transform(decimal(true));
   app.add_option("--lr", o.lr, "Adam learning rate (> 0)")->capture_default_str();
-  app.add_option("--seed", o.seed, "seed of initialisation, batches and noise")->capture_default_str();
-  app.add_option("--threads", o.threads, "threads for the training step (0: every core)")->capture_default_str();
+  app.add_option("--seed", o.seed, "seed of initialisation, batches and noise")
+      ->capture_default_str()
+      ->transform(decimal(false));
+  app.add_option("--threads", o.threads, "threads for the training step (0: every core)")->capture_default_str()
+      ->transform(decimal(true));
   app.add_option("--out", o.out, "folder for the pictures and the learning curve")->capture_default_str();
   app.add_option("--save", o.save, "write a checkpoint (model and Adam state) here at the end");
   app.add_option("--load", o.load, "start from this checkpoint (written by --save with the same sizes)");
   app.add_flag("--json", o.json, "print one JSON line with the results at the end (and nothing else on stdout)");
-  app.add_option("--iw", o.iw, "also report the importance-weighted bound with K samples (0: off)")->capture_default_str();
-  app.add_option("--log-every", o.log_every, "steps between progress lines when not on a terminal (0: a tenth of the run)");
+  app.add_option("--iw", o.iw, "also report the importance-weighted bound with K samples (0: off)")->capture_default_str()
+      ->transform(decimal(true));
+  app.add_option("--log-every", o.log_every, "steps between progress lines when not on a terminal (0: a tenth of the run)")->transform(decimal(true));
 }
 
 inline bool make_dirs(const std::string& path) {
@@ -99,6 +134,31 @@ inline void check_options(const Options& o) {
   if (!f) throw UsageError("--out folder is not writable (" + o.out + ")");
   std::fclose(f);
   std::remove(probe.c_str());
+  if (!o.save.empty()) {  // found out now, not after the training it was meant to keep
+    struct stat st;
+    if (::stat(o.save.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw UsageError("--save names a folder (" + o.save + "), not a file");
+    const std::string tmp = o.save + ".tmp";  // what save_checkpoint writes before renaming it
+    const bool existed = ::stat(tmp.c_str(), &st) == 0;
+    std::FILE* t = std::fopen(tmp.c_str(), "ab");  // appending: an existing file keeps its bytes
+    if (!t) throw UsageError("--save: cannot write " + tmp + " (" + std::strerror(errno) + ")");
+    std::fclose(t);
+    if (!existed) std::remove(tmp.c_str());
+  }
+}
+
+/// Refuses sizes whose parameters alone (weights, gradients and Adam's two moments: 16 bytes
+/// each in float) would not fit in this machine's memory, before anything is allocated: one
+/// line and exit status 2 instead of std::bad_alloc, or a signed overflow in a layer's size.
+/// `params` is counted in double by the caller, so no size product can wrap around.
+inline void check_model_size(double params, const std::string& flags) {
+  const double page = double(::sysconf(_SC_PAGESIZE)), pages = double(::sysconf(_SC_PHYS_PAGES));
+  const double have = page > 0 && pages > 0 ? page * pages : 0, need = 16 * params;
+  if (!(params < 9e15) || (have > 0 && need > have)) {
+    char b[256];
+    std::snprintf(b, sizeof b, "%s make %.3g parameters, which need %.3g GB for the weights, gradients and Adam's moments (this machine has %.3g GB)",
+                  flags.c_str(), params, need / 1e9, have / 1e9);
+    throw UsageError(b);
+  }
 }
 
 /// The training and test sets, binarized at > 127. The training images stay bytes (0 and 1):
@@ -122,10 +182,13 @@ inline Data load_data(const Options& o) {
   return d;
 }
 
-/// A bar with rate, ETA and running loss on a terminal; plain lines otherwise.
+/// A bar with rate, ETA and running loss on a terminal; plain lines otherwise (every
+/// `log_every` units, or a tenth of the run). `unit` and `units` name what is counted ("step",
+/// "steps"), `value` the figure shown beside it (nullptr: none).
 class Progress {
  public:
-  Progress(long total, long log_every) : total_(total), tty_(::isatty(2) != 0) {
+  Progress(long total, long log_every, const char* unit = "step", const char* units = "steps", const char* value = "neg ELBO")
+      : total_(total), tty_(::isatty(2) != 0), unit_(unit), units_(units), value_(value) {
     every_ = log_every > 0 ? log_every : std::max(1L, total / 10);
     start_ = last_ = clock::now();
   }
@@ -134,15 +197,17 @@ class Progress {
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     const double rate = elapsed > 0 ? step / elapsed : 0;
     const double eta = rate > 0 ? (total_ - step) / rate : 0;
+    char shown[64] = "";
+    if (value_) std::snprintf(shown, sizeof shown, "  %s %.*f", value_, tty_ ? 2 : 3, loss);
     if (tty_) {
       if (step != total_ && std::chrono::duration<double>(now - last_).count() < 0.1) return;
       last_ = now;
       const int width = 30, filled = static_cast<int>(width * step / total_);
-      std::fprintf(stderr, "\r[%s%s] %ld/%ld  %.0f steps/s  ETA %s  neg ELBO %.2f  ", std::string(filled, '#').c_str(),
-                   std::string(width - filled, '.').c_str(), step, total_, rate, clock_str(eta).c_str(), loss);
+      std::fprintf(stderr, "\r[%s%s] %ld/%ld  %.0f %s/s  ETA %s%s  ", std::string(filled, '#').c_str(),
+                   std::string(width - filled, '.').c_str(), step, total_, rate, units_, clock_str(eta).c_str(), shown);
       if (step == total_) std::fprintf(stderr, "\n");
     } else if (step % every_ == 0 || step == total_) {
-      std::fprintf(stderr, "step %ld/%ld  %.0f steps/s  ETA %s  neg ELBO %.3f\n", step, total_, rate, clock_str(eta).c_str(), loss);
+      std::fprintf(stderr, "%s %ld/%ld  %.0f %s/s  ETA %s%s\n", unit_, step, total_, rate, units_, clock_str(eta).c_str(), shown);
     }
   }
 
@@ -156,6 +221,9 @@ class Progress {
   }
   long total_, every_;
   bool tty_;
+  const char* unit_;
+  const char* units_;
+  const char* value_;
   clock::time_point start_, last_;
 };
 

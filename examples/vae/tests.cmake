@@ -33,6 +33,12 @@ vae_run(categorical_hard $<TARGET_FILE:vae_categorical> --data ${_tiny} --steps 
   --out ${_o}/ch --json FIXTURE vae_tiny REGEX "\"test_neg_elbo\":[0-9]")
 vae_run(categorical_score $<TARGET_FILE:vae_categorical> --data ${_tiny} --steps 10 --batch 10 --estimator score-function
   --out ${_o}/cs --json FIXTURE vae_tiny REGEX "\"test_neg_elbo\":[0-9]")
+# Integer flags are decimal (CLI11 alone would read 010 as 8); the importance-weighted passes
+# show their progress.
+vae_run(gaussian_decimal_flags $<TARGET_FILE:vae_gaussian> --data ${_tiny} --steps 02 --batch 010 --seed 007
+  --threads 1 --out ${_o}/gd --json FIXTURE vae_tiny REGEX "\"steps\":2,\"batch\":10,.*\"seed\":7,")
+vae_run(gaussian_iw_progress $<TARGET_FILE:vae_gaussian> --data ${_tiny} --steps 2 --batch 10 --iw 3 --log-every 1
+  --out ${_o}/gi FIXTURE vae_tiny REGEX "importance-weighted bound: pass 3/3.*K = 3")
 vae_run(gaussian_pictures ${CMAKE_COMMAND} -DDIR=${_o}/g -P ${CMAKE_CURRENT_SOURCE_DIR}/vae/check_outputs.cmake)
 set_tests_properties(vae.gaussian_pictures PROPERTIES DEPENDS vae.gaussian_tiny)
 if(EXISTS ${_fm}/train-images-idx3-ubyte.gz AND NOT REPARAM_SANITIZE)  # the real data: Release pass only
@@ -63,6 +69,19 @@ vae_error(lr_text "--lr" --data ${_tiny} --lr abc --out ${_o}/e)
 vae_error(lr_nan "--lr must be a positive number" --data ${_tiny} --lr nan --out ${_o}/e)
 vae_error(unknown_flag "--nope" --nope 3)
 vae_error(out_unwritable "--out" --data ${_tiny} --out /proc/version/x)
+vae_error(seed_negative "--seed: must be a decimal integer from 0 to 18446744073709551615 .got -5." --data ${_tiny} --seed -5 --out ${_o}/e)
+vae_error(seed_too_large "--seed: .*18446744073709551616: out of range" --data ${_tiny} --seed 18446744073709551616 --out ${_o}/e)
+vae_error(steps_hex "--steps: must be a decimal integer .got 0x10." --data ${_tiny} --steps 0x10 --out ${_o}/e)
+vae_error(save_unwritable "--save: cannot write /proc/version/x.rpck.tmp" --data ${_tiny} --save /proc/version/x.rpck --out ${_o}/e)
+vae_error(save_folder "--save names a folder" --data ${_tiny} --save ${CMAKE_CURRENT_BINARY_DIR} --out ${_o}/e)
+vae_error(hidden_huge "--hidden 100000000 and --latent 20 make 1.63e.11 parameters, which need .* GB" --data ${_tiny}
+  --hidden 100000000 --out ${_o}/e)
 vae_error(load_missing "cannot open" --data ${_tiny} --steps 1 --batch 10 --load ${_o}/none.rpck --out ${_o}/e)
 vae_error(load_mismatch "shape of .encoder.0.weight. differs" --data ${_tiny} --steps 1 --batch 10 --hidden 30
   --load ${_tiny}/g_hidden20.rpck --out ${_o}/e)
+# Sizes whose product would wrap around a 64-bit integer: refused before anything is allocated.
+add_test(NAME vae.error.categorical_sizes_overflow COMMAND ${CMAKE_COMMAND}
+  "-DREGEX=--latents 4000000000 and --classes 4000000000 make 8.21e.21 parameters"
+  "-DCMD=$<TARGET_FILE:vae_categorical>;--data;${_tiny};--latents;4000000000;--classes;4000000000;--out;${_o}/e"
+  -P ${CMAKE_CURRENT_SOURCE_DIR}/vae/expect_error.cmake)
+set_tests_properties(vae.error.categorical_sizes_overflow PROPERTIES FIXTURES_REQUIRED vae_tiny TIMEOUT 120)

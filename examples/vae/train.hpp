@@ -18,14 +18,21 @@ namespace vae {
 
 
 /// Mean over the test set of model.test_neg_elbo (single sample) and, with K > 0, of the
-/// importance-weighted bound -log (1/K) sum_k w_k (Burda et al.), both over all cores.
+/// importance-weighted bound -log (1/K) sum_k w_k (Burda et al.), both over all cores. Each
+/// row's log-mean-exp is kept running (its largest log weight so far and the sum of the others'
+/// exponentials scaled by it), so memory does not grow with K; with K > 0 the passes over the
+/// test set are shown as the training steps are (a large K takes minutes).
 template <class Model>
 void evaluate(Model& model, reparam::nn::DataParallel<T>& dp, const Mat& images, std::uint64_t seed, int K,
-              double& neg_elbo, double& iw_nll) {
+              long log_every, double& neg_elbo, double& iw_nll) {
   reparam::Rng rng(seed, 1000);  // a stream of its own: the same test noise for every run length
   const Index chunk = 1000, n = images.rows();
-  Mat x, u(chunk, model.noise_cols), col(chunk, 1), lw;
+  Mat x, u(chunk, model.noise_cols), col(chunk, 1);
+  std::vector<double> top(static_cast<std::size_t>(chunk)), scaled(static_cast<std::size_t>(chunk));
   double total = 0, iw_total = 0;
+  const long passes = long((n + chunk - 1) / chunk) * long(K);
+  Progress progress(passes, log_every, "importance-weighted bound: pass", "passes", nullptr);
+  long done = 0;
   for (Index first = 0; first < n; first += chunk) {
     const Index rows = std::min(chunk, n - first);
     x = images.middleRows(first, rows);
@@ -38,22 +45,30 @@ void evaluate(Model& model, reparam::nn::DataParallel<T>& dp, const Mat& images,
       col.middleRows(f, c) = model.test_neg_elbo(tape, xv, cu.middleRows(f, c)).value();
     });
     for (Index i = 0; i < rows; ++i) total += col(i, 0);
-    if (K > 0) {
-      lw.resize(rows, K);
-      for (int k = 0; k < K; ++k) {
-        model.draw_noise(rng, u);
-        dp.evaluate(rows, [&](Tape& tape, Index f, Index c, int) {
-          Var xv = tape.constant(x.middleRows(f, c));
-          lw.block(f, k, c, 1) = model.log_weight(tape, xv, cu.middleRows(f, c)).value();
-        });
+    if (K <= 0) continue;
+    std::fill(top.begin(), top.end(), -std::numeric_limits<double>::infinity());
+    std::fill(scaled.begin(), scaled.end(), 0.0);
+    for (int k = 0; k < K; ++k) {
+      model.draw_noise(rng, u);
+      dp.evaluate(rows, [&](Tape& tape, Index f, Index c, int) {
+        Var xv = tape.constant(x.middleRows(f, c));
+        col.middleRows(f, c) = model.log_weight(tape, xv, cu.middleRows(f, c)).value();
+      });
+      for (Index i = 0; i < rows; ++i) {  // running log-sum-exp: top + log(scaled)
+        const double w = col(i, 0);
+        double& m = top[static_cast<std::size_t>(i)];
+        double& s = scaled[static_cast<std::size_t>(i)];
+        if (w > m) {
+          s = s * std::exp(m - w) + 1;
+          m = w;
+        } else if (w > -std::numeric_limits<double>::infinity()) {
+          s += std::exp(w - m);
+        }
       }
-      for (Index i = 0; i < rows; ++i) {  // log-mean-exp of each row
-        const double m = lw.row(i).maxCoeff();
-        double s = 0;
-        for (int k = 0; k < K; ++k) s += std::exp(double(lw(i, k)) - m);
-        iw_total += -(m + std::log(s / K));
-      }
+      progress.update(++done, 0);
     }
+    for (Index i = 0; i < rows; ++i)
+      iw_total += -(top[static_cast<std::size_t>(i)] + std::log(scaled[static_cast<std::size_t>(i)] / K));
   }
   neg_elbo = total / double(n);
   iw_nll = K > 0 ? iw_total / double(n) : 0;
@@ -124,7 +139,7 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
 
   const double train_neg_elbo = write_curve(o, loss, first_step, std::string(model.name) + ": training negative ELBO (running mean of 50 steps)");
   double test_neg_elbo = 0, test_iw = 0;
-  evaluate(model, dp, d.test.images, o.seed, o.iw, test_neg_elbo, test_iw);
+  evaluate(model, dp, d.test.images, o.seed, o.iw, o.log_every, test_neg_elbo, test_iw);
   reparam::Rng picture_rng(o.seed, 2000);
   {
     Tape& tape = dp.tape(0);

@@ -125,8 +125,8 @@ int main(int argc, char** argv) {
   reparam::Index latents = 20, classes = 10;
   bool hard = false;
   std::string estimator = "gumbel-softmax";
-  app.add_option("--latents", latents, "categorical latents")->capture_default_str();
-  app.add_option("--classes", classes, "classes of each latent")->capture_default_str();
+  app.add_option("--latents", latents, "categorical latents")->capture_default_str()->transform(vae::decimal(true));
+  app.add_option("--classes", classes, "classes of each latent")->capture_default_str()->transform(vae::decimal(true));
   app.add_flag("--hard", hard, "straight-through: one-hot samples forward, the relaxed gradient backward");
   app.add_option("--estimator", estimator, "gumbel-softmax (pathwise through the Concrete relaxation) or score-function")
       ->capture_default_str();
@@ -136,6 +136,10 @@ int main(int argc, char** argv) {
   return vae::guarded("vae_categorical", [&] {
     if (latents <= 0) throw vae::UsageError("--latents must be > 0 (got " + std::to_string(latents) + ")");
     if (classes < 2) throw vae::UsageError("--classes must be >= 2 (got " + std::to_string(classes) + ")");
+    const double nk = double(latents) * double(classes);
+    vae::check_model_size((784 * 512 + 512) + (512 * 256 + 256) + (256 * nk + nk) + (nk * 256 + 256) + (256 * 512 + 512) +
+                              (512 * 784 + 784),
+                          "--latents " + std::to_string(latents) + " and --classes " + std::to_string(classes));
     vae::Estimator e;
     if (estimator == "gumbel-softmax")
       e = hard ? vae::Estimator::straight_through : vae::Estimator::concrete;

@@ -91,14 +91,17 @@ int main(int argc, char** argv) {
   vae::Options o;
   vae::add_common_flags(app, o, 10000);
   reparam::Index hidden = 400, latent = 20;
-  app.add_option("--hidden", hidden, "hidden units of the encoder and the decoder")->capture_default_str();
-  app.add_option("--latent", latent, "latent dimensions (2 also draws the latent plane)")->capture_default_str();
+  app.add_option("--hidden", hidden, "hidden units of the encoder and the decoder")->capture_default_str()->transform(vae::decimal(true));
+  app.add_option("--latent", latent, "latent dimensions (2 also draws the latent plane)")->capture_default_str()->transform(vae::decimal(true));
   bool done;
   const int code = vae::parse(app, argc, argv, done);
   if (done) return code;
   return vae::guarded("vae_gaussian", [&] {
     if (hidden <= 0) throw vae::UsageError("--hidden must be > 0 (got " + std::to_string(hidden) + ")");
     if (latent <= 0) throw vae::UsageError("--latent must be > 0 (got " + std::to_string(latent) + ")");
+    const double h = double(hidden), l = double(latent);
+    vae::check_model_size((784 * h + h) + (h * 2 * l + 2 * l) + (l * h + h) + (h * 784 + 784),
+                          "--hidden " + std::to_string(hidden) + " and --latent " + std::to_string(latent));
     reparam::Rng rng(o.seed);
     vae::Gaussian model(784, hidden, latent, rng);
     return vae::train("vae_gaussian", model, o, rng);
