@@ -31,6 +31,8 @@
 #include <reparam/nn/checkpoint.hpp>
 #include <reparam/reparam.hpp>
 
+#include "../examples/decimal_flags.hpp"
+
 namespace {
 
 using reparam::Family;
@@ -629,8 +631,10 @@ int main(int argc, char** argv) {
   app.add_option("--problem", o.problems, "comma-separated: gaussian, categorical, bernoulli, vae, or all")->capture_default_str();
   app.add_option("--csv", o.csv, "write every row to this CSV file");
   app.add_option("--out", o.out, "folder for the PNG plots (and their gnuplot scripts and data)")->capture_default_str();
-  app.add_option("--threads", o.threads, "threads (0: one per core); the results do not depend on it")->capture_default_str();
-  app.add_option("--seed", o.seed, "seed of every stream")->capture_default_str();
+  app.add_option("--threads", o.threads, "threads (0: one per core); the results do not depend on it")
+      ->capture_default_str()
+      ->transform(flags::decimal(true));
+  app.add_option("--seed", o.seed, "seed of every stream")->capture_default_str()->transform(flags::decimal(false));
   app.add_option("--scale", o.scale, "multiply every sample count")->capture_default_str();
   app.add_option("--data", o.data, "MNIST-format folder for the vae problem")->capture_default_str();
   app.add_option("--checkpoint", o.checkpoint, "a vae_categorical checkpoint (--save) for the vae problem");

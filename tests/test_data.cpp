@@ -7,6 +7,8 @@
 
 #include <zlib.h>
 
+#include <sys/resource.h>
+
 #include <reparam/data/batcher.hpp>
 #include <reparam/data/idx.hpp>
 
@@ -67,6 +69,19 @@ TEST_CASE("read_idx: missing, truncated, longer, corrupt, wrong magic, wrong typ
   // dimensions whose product wraps around 2^64 (2^17 x 2^17 x 2^31 = 2^65) are refused, not read as 0
   write_file(p, idx_bytes(0x803, {1u << 17, 1u << 17, 1u << 31}, {}), false);
   REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: dimensions are too large (" + p + ")");
+  // A header claiming the most the reader takes (2^17 x 2^17 = 2^34 bytes) over 10 bytes of data,
+  // plain and gzip: refused as truncated without allocating what the header claims (zero-filled,
+  // that would be 17 GB of resident memory).
+  const std::vector<unsigned char> ten(10, 1);
+  struct rusage before;
+  ::getrusage(RUSAGE_SELF, &before);
+  write_file(p, idx_bytes(0x802, {1u << 17, 1u << 17}, ten), false);
+  REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: file is truncated (" + p + ": 10 of 17179869184 data bytes)");
+  write_file(p, idx_bytes(0x802, {1u << 17, 1u << 17}, ten), true);
+  REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: file is truncated (" + p + ": 10 of 17179869184 data bytes)");
+  struct rusage after;
+  ::getrusage(RUSAGE_SELF, &after);
+  CHECK(after.ru_maxrss - before.ru_maxrss < 512 * 1024);  // kB: the gzip path's first 64 MB at most
   write_file(p, idx_bytes(0x0d01, {3}, {1, 2, 3}), false);
   REQUIRE_ERROR(data::read_idx(p), FileError, "reparam: read_idx: unsupported element type (" + p + ": type 0x0d, only unsigned bytes 0x08)");
   // a gzip stream with flipped bytes: zlib's own diagnosis, named

@@ -474,6 +474,40 @@ TEST_CASE("checkpoints: a corrupt, truncated or mismatched file is refused, nami
   REQUIRE_ERROR(nn::load_checkpoint(path, pf), FileError,
                 "reparam: load_checkpoint: scalar type differs (" + path + " holds double, the model is float)");
   unchanged();
+
+  // Reading stops at the size of the largest checkpoint this model could take (parameters and
+  // Adam's moments) and at a wrong magic number: a huge file or an endless one is not read whole.
+  const std::string with_adam = temp_path("bad_adam.rpck");
+  optim::Adam<double> full(f.params.pointers());
+  nn::save_checkpoint(with_adam, f.params, &full);
+  std::ifstream in_adam(with_adam, std::ios::binary | std::ios::ate);
+  const std::uint64_t largest = static_cast<std::uint64_t>(in_adam.tellg());
+  in_adam.close();
+  nn::load_checkpoint(with_adam, g.params);  // Adam's state is allowed in the file, and ignored
+  CHECK(g.params[0].value == f.params[0].value);
+  for (std::size_t i = 0; i < g.params.size(); ++i) g.params[i].value.setConstant(9);
+  b = good;
+  b.resize(good.size() + (1 << 20));
+  write(b);
+  std::string message;
+  try {
+    nn::load_checkpoint(path, g.params);
+  } catch (const FileError& e) {
+    message = e.what();
+  }
+  const std::string prefix = "reparam: load_checkpoint: file is larger than any checkpoint of this model (" + path + ": more than ";
+  REQUIRE(message.compare(0, prefix.size(), prefix) == 0);
+  REQUIRE(message.size() > prefix.size() + 7);
+  CHECK(message.substr(message.size() - 7) == " bytes)");
+  const std::uint64_t bound = std::stoull(message.substr(prefix.size()));
+  CHECK(bound >= largest);                            // the largest real file still loads
+  CHECK(bound - largest <= 19 * g.params.size());     // the bound's slack: the shorter name prefixes
+  REQUIRE_ERROR(nn::load_checkpoint(".", g.params), FileError, "reparam: load_checkpoint: read failed (.: Is a directory)");
+  if (std::ifstream("/dev/zero"))
+    REQUIRE_ERROR(nn::load_checkpoint("/dev/zero", g.params), FileError,
+                  "reparam: load_checkpoint: not a reparam checkpoint (/dev/zero: magic is not \"RPCK\")");
+  unchanged();
+  std::remove(with_adam.c_str());
   std::remove(path.c_str());
   REQUIRE_ERROR(nn::load_checkpoint(path, g.params), FileError,
                 "reparam: load_checkpoint: cannot open (" + path + ": No such file or directory)");

@@ -23,6 +23,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "../decimal_flags.hpp"
+
 #include <reparam/data/batcher.hpp>
 #include <reparam/data/idx.hpp>
 #include <reparam/reparam.hpp>
@@ -54,32 +56,8 @@ struct Options {
   long log_every = 0;
 };
 
-/// The integer flags take decimal digits only. CLI11 reads integers with strtoll(text, 0), so
-/// "010" would be 8 and "0x10" 16, a negative seed would wrap around (-5 became 2^64 - 5) and
-/// one past the largest value would be clamped to it. This check comes first: it drops leading
-/// zeros, refuses anything else and values out of range, and leaves a sign to the flags whose
-/// negative values get their own message (`--steps must be > 0 (got -5)`).
-inline CLI::Validator decimal(bool negative_allowed) {
-  return CLI::Validator(
-      [negative_allowed](std::string& text) -> std::string {
-        const std::string what = negative_allowed ? "must be a decimal integer" : "must be a decimal integer from 0 to 18446744073709551615";
-        const std::size_t sign = negative_allowed && !text.empty() && text[0] == '-' ? 1 : 0;
-        if (text.size() == sign || text.find_first_not_of("0123456789", sign) != std::string::npos)
-          return what + " (got " + text + ")";
-        const std::size_t digits = std::min(text.find_first_not_of('0', sign), text.size() - 1);
-        const std::string got = text;
-        text = text.substr(0, sign) + text.substr(digits);
-        errno = 0;
-        char* end = nullptr;
-        if (negative_allowed)
-          static_cast<void>(std::strtoll(text.c_str(), &end, 10));
-        else
-          static_cast<void>(std::strtoull(text.c_str(), &end, 10));
-        if (errno == ERANGE) return what + " (got " + got + ": out of range)";
-        return {};
-      },
-      "");
-}
+/// Integer flags: decimal digits only (examples/decimal_flags.hpp).
+using flags::decimal;
 
 /// The flags both programs take; `default_steps` trains a useful model in about a minute.
 inline void add_common_flags(CLI::App& app, Options& o, long default_steps) {

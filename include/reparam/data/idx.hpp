@@ -85,11 +85,24 @@ inline IdxArray read_idx(const std::string& path) {
     if (v != 0 && total > (std::uint64_t(1) << 34) / v) throw_file("read_idx", "dimensions are too large (" + path + ")");
     total *= v;
   }
-  a.data.resize(static_cast<std::size_t>(total));
-  const std::size_t got = read(a.data.data(), a.data.size(), "the data");
-  if (got != a.data.size())
-    throw_file("read_idx", "file is truncated (" + path + ": " + std::to_string(got) + " of " +
-                               std::to_string(a.data.size()) + " data bytes)");
+  // Memory for the data as it arrives, not as the header claims it: a damaged or hostile header
+  // (up to 2^34 bytes) on a short file must not make the reader zero-fill gigabytes before it
+  // finds the file truncated. A plain file's size is known, so its shortfall is found at once;
+  // a gzip stream grows the buffer 64 MB at a time (a file under 64 MB: one exact allocation).
+  const std::uint64_t header = 4 + 4 * std::uint64_t(head[3]);
+  if (S_ISREG(st.st_mode) && gzdirect(f) && static_cast<std::uint64_t>(st.st_size) < header + total)
+    throw_file("read_idx", "file is truncated (" + path + ": " + std::to_string(std::uint64_t(st.st_size) - header) + " of " +
+                               std::to_string(total) + " data bytes)");
+  std::size_t got = 0;
+  while (got < total) {
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(total - got, std::uint64_t(1) << 26));
+    a.data.resize(got + want);
+    const std::size_t n = read(a.data.data() + got, want, "the data");
+    got += n;
+    if (n < want) break;
+  }
+  if (got != total)
+    throw_file("read_idx", "file is truncated (" + path + ": " + std::to_string(got) + " of " + std::to_string(total) + " data bytes)");
   unsigned char extra;
   if (read(&extra, 1, "the end") != 0)
     throw_file("read_idx", "file is longer than its dimensions say (" + path + ")");

@@ -18,7 +18,9 @@
 ///
 /// Parameters are stored under their `ParameterList` names; Adam's state as
 /// "adam.exp_avg.<name>", "adam.exp_avg_sq.<name>" and the integer "adam.steps". Loading reads
-/// and checks the whole file first (magic, version, scalar type, checksum, that it ends where it
+/// at most the size of the largest checkpoint the model could take (a longer file, or one whose
+/// first bytes are not the magic, is refused without reading the rest) and checks the whole file
+/// first (magic, version, scalar type, checksum, that it ends where it
 /// should, that every name the model needs is there with the model's shape, that nothing else is)
 /// and changes nothing unless all of it holds; errors are `FileError`s that name what differs.
 /// Saving writes "<path>.tmp", flushes and fsyncs it, then renames it over `path`: a crash while
@@ -185,18 +187,37 @@ void load_checkpoint(const std::string& path, ParameterList<T>& params, optim::A
   static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value,
                 "reparam: load_checkpoint: T must be float or double");
   using reparam::detail::throw_file;
+  // The largest file this model can accept: every parameter with both of Adam's moments (kept
+  // even when `adam` is null), in double (a file of the other scalar type is refused below
+  // with that reason), the step count, the header and the checksum. Reading stops there,
+  // and at the magic number, so /dev/zero or a huge file that is no checkpoint of this model is
+  // refused at once instead of read into memory.
+  std::uint64_t most = 20 + 8 + 4 + 10 + 1 + 8;
+  for (std::size_t i = 0; i < params.size(); ++i)
+    most += 3 * (4 + params.name(i).size() + 16 + 1 + 16 + 8 * static_cast<std::uint64_t>(params[i].value.size()));
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw_file("load_checkpoint", "cannot open (" + path + ": " + std::strerror(errno) + ")");
   std::vector<unsigned char> bytes;
   unsigned char buf[1 << 16];
   std::size_t got;
-  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.insert(bytes.end(), buf, buf + got);
+  bool too_big = false, not_ours = false;
+  errno = 0;
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) {
+    bytes.insert(bytes.end(), buf, buf + got);
+    if (bytes.size() >= 4 && std::memcmp(bytes.data(), detail_ckpt::magic, 4) != 0) not_ours = true;
+    if (bytes.size() > most) too_big = true;
+    if (not_ours || too_big) break;
+  }
+  const int err = errno;
   const bool failed = std::ferror(f) != 0;
   std::fclose(f);
-  if (failed) throw_file("load_checkpoint", "read failed (" + path + ")");
+  if (failed) throw_file("load_checkpoint", "read failed (" + path + ": " + std::strerror(err) + ")");
 
-  if (bytes.size() < 4 || std::memcmp(bytes.data(), detail_ckpt::magic, 4) != 0)
+  if (not_ours || bytes.size() < 4 || std::memcmp(bytes.data(), detail_ckpt::magic, 4) != 0)
     throw_file("load_checkpoint", "not a reparam checkpoint (" + path + ": magic is not \"RPCK\")");
+  if (too_big)
+    throw_file("load_checkpoint", "file is larger than any checkpoint of this model (" + path + ": more than " +
+                                      std::to_string(most) + " bytes)");
   if (bytes.size() < 28) throw_file("load_checkpoint", "file is truncated (" + path + ": " + std::to_string(bytes.size()) + " bytes)");
   detail_ckpt::Reader r(path, bytes.data(), bytes.size() - 8);
   r.take(4, "magic");
