@@ -194,7 +194,10 @@ class Progress {
   static std::string clock_str(double s) {
     char b[32];
     const long t = static_cast<long>(s + 0.5);
-    std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
+    if (t >= 3600)
+      std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+      std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
     return b;
   }
   long total_, every_;

@@ -39,6 +39,10 @@ vae_run(gaussian_decimal_flags $<TARGET_FILE:vae_gaussian> --data ${_tiny} --ste
   --threads 1 --out ${_o}/gd --json FIXTURE vae_tiny REGEX "\"steps\":2,\"batch\":10,.*\"seed\":7,")
 vae_run(gaussian_iw_progress $<TARGET_FILE:vae_gaussian> --data ${_tiny} --steps 2 --batch 10 --iw 3 --log-every 1
   --out ${_o}/gi FIXTURE vae_tiny REGEX "importance-weighted bound: pass 3/3.*K = 3")
+# Ctrl-C: the run ends at the step reached, with its checkpoint, pictures and report; exit 130.
+add_test(NAME vae.interrupt COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/vae/interrupt_test.sh $<TARGET_FILE:vae_gaussian> ${_o}/int
+  --data ${_tiny} --batch 10 --threads 2)
+set_tests_properties(vae.interrupt PROPERTIES FIXTURES_REQUIRED vae_tiny TIMEOUT 300 PASS_REGULAR_EXPRESSION "^ok: interrupted")
 vae_run(gaussian_pictures ${CMAKE_COMMAND} -DDIR=${_o}/g -P ${CMAKE_CURRENT_SOURCE_DIR}/vae/check_outputs.cmake)
 set_tests_properties(vae.gaussian_pictures PROPERTIES DEPENDS vae.gaussian_tiny)
 if(EXISTS ${_fm}/train-images-idx3-ubyte.gz AND NOT REPARAM_SANITIZE)  # the real data: Release pass only

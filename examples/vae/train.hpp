@@ -12,6 +12,8 @@
 //   void pictures(Tape&, const Data&, const Options&, Rng&); // PNGs into o.out
 #pragma once
 
+#include <csignal>
+
 #include "common.hpp"
 
 namespace vae {
@@ -74,6 +76,16 @@ void evaluate(Model& model, reparam::nn::DataParallel<T>& dp, const Mat& images,
   iw_nll = K > 0 ? iw_total / double(n) : 0;
 }
 
+/// Ctrl-C (SIGINT) or SIGTERM during training: the step under way finishes, and the run ends as
+/// if --steps had been reached there (checkpoint, learning curve, test-set bounds, pictures,
+/// report), then exits with status 130. A second signal, or one after training, ends the
+/// program at once.
+inline volatile std::sig_atomic_t stop_requested = 0;
+extern "C" inline void request_stop(int sig) {
+  stop_requested = 1;
+  std::signal(sig, SIG_DFL);
+}
+
 template <class Model>
 int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   check_options(o);
@@ -108,7 +120,11 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   int evict_choice = -1;  // the last finished trial's setting (-1: none finished), for the report
   const T inv_batch = T(1) / T(o.batch);
   double running = 0;
-  for (long s = 1; s <= o.steps; ++s) {
+  stop_requested = 0;
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
+  long done = 0;
+  for (long s = 1; s <= o.steps && !stop_requested; ++s) {
     const auto t0 = std::chrono::steady_clock::now();
     const long step = first_step + s;
     const std::vector<Index>& rows = batches.next();
@@ -134,7 +150,14 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
     running = loss.size() < 50 ? running + (mean - running) / double(loss.size()) : running + (mean - loss[loss.size() - 51]) / 50;
     progress.update(s, running);
     if (dp.threads() > 1 && !dp.evict_tuning()) evict_choice = dp.evict_shared() ? 1 : 0;
+    done = s;
   }
+  std::signal(SIGINT, SIG_DFL);  // from here on a signal ends the program at once
+  std::signal(SIGTERM, SIG_DFL);
+  const bool interrupted = done < o.steps;
+  if (interrupted)
+    std::fprintf(stderr, "\n%s: interrupted after step %ld of %ld; finishing the run there (a second signal ends it at once)\n",
+                 prog, done, o.steps);
   if (!o.save.empty()) reparam::nn::save_checkpoint(o.save, params, &adam);
 
   const double train_neg_elbo = write_curve(o, loss, first_step, std::string(model.name) + ": training negative ELBO (running mean of 50 steps)");
@@ -150,11 +173,12 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   const double ms = median(step_ms);
   if (o.json) {
     std::printf("{\"model\":\"%s\",\"steps\":%ld,\"batch\":%ld,\"threads\":%d,\"step_ms_median\":%.4f,"
-                "\"train_neg_elbo\":%.4f,\"test_neg_elbo\":%.4f", model.name, o.steps, long(o.batch), dp.threads(), ms,
+                "\"train_neg_elbo\":%.4f,\"test_neg_elbo\":%.4f", model.name, done, long(o.batch), dp.threads(), ms,
                 train_neg_elbo, test_neg_elbo);
     if (o.iw > 0) std::printf(",\"test_iw_neg_ll\":%.4f,\"iw\":%d", test_iw, o.iw);
     std::printf(",\"seed\":%llu,\"lr\":%g,\"peak_rss_mb\":%.1f", static_cast<unsigned long long>(o.seed), o.lr, peak_rss_mb());
     if (evict_choice >= 0) std::printf(",\"evict_shared\":%s", evict_choice ? "true" : "false");
+    if (interrupted) std::printf(",\"interrupted\":true,\"steps_asked\":%ld", o.steps);
     std::printf("}\n");
   } else {
     std::printf("train negative ELBO (mean of the last 50 steps): %.3f\n", train_neg_elbo);
@@ -168,7 +192,7 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
     std::printf("pictures and learning curve in %s/\n", o.out.c_str());
     if (!o.save.empty()) std::printf("checkpoint in %s\n", o.save.c_str());
   }
-  return 0;
+  return interrupted ? 130 : 0;
 }
 
 }  // namespace vae
