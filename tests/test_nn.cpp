@@ -313,6 +313,32 @@ TEST_CASE("ThreadPool: every thread once, contiguous shards, the first exception
   CHECK(ThreadPool(0).size() == ThreadPool::hardware_threads());
 }
 
+TEST_CASE("ThreadPool: every core means the CPUs this process may use, within its cgroup's quota", "[nn][threads]") {
+  // cgroup v2's cpu.max and v1's quota and period, rounded up; no limit and bad text give 0
+  CHECK(reparam::detail::cpu_max_cpus("200000 100000") == 2);
+  CHECK(reparam::detail::cpu_max_cpus("150000 100000") == 2);
+  CHECK(reparam::detail::cpu_max_cpus("50000 100000") == 1);
+  CHECK(reparam::detail::cpu_max_cpus("1 100000") == 1);
+  CHECK(reparam::detail::cpu_max_cpus("max 100000") == 0);
+  CHECK(reparam::detail::cpu_max_cpus("") == 0);
+  CHECK(reparam::detail::cpu_max_cpus("100000") == 0);
+  CHECK(reparam::detail::cpu_max_cpus("100000 0") == 0);
+  CHECK(reparam::detail::cpu_quota_cpus("-1", "100000") == 0);
+  CHECK(reparam::detail::cpu_quota_cpus("400000", "100000") == 4);
+  CHECK(reparam::detail::cpu_quota_cpus("400001", "100000") == 5);
+  CHECK(reparam::detail::cpu_quota_cpus("x", "100000") == 0);
+  CHECK(reparam::detail::cpu_quota_cpus("9223372036854775807", "1") == 0);  // absurd: ignored
+  const int n = ThreadPool::hardware_threads();
+  CHECK(n >= 1);
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  REQUIRE(::sched_getaffinity(0, sizeof set, &set) == 0);
+  const int quota = reparam::detail::cgroup_cpu_quota();
+  CHECK(n == (quota > 0 ? std::min(CPU_COUNT(&set), quota) : CPU_COUNT(&set)));
+#endif
+}
+
 TEST_CASE("DataParallel: the gradient of every thread count equals one tape's, the same bits every run", "[nn][threads]") {
   Fixture f;
   Tape tape;

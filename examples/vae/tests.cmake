@@ -39,6 +39,12 @@ vae_run(gaussian_decimal_flags $<TARGET_FILE:vae_gaussian> --data ${_tiny} --ste
   --threads 1 --out ${_o}/gd --json FIXTURE vae_tiny REGEX "\"steps\":2,\"batch\":10,.*\"seed\":7,")
 vae_run(gaussian_iw_progress $<TARGET_FILE:vae_gaussian> --data ${_tiny} --steps 2 --batch 10 --iw 3 --log-every 1
   --out ${_o}/gi FIXTURE vae_tiny REGEX "importance-weighted bound: pass 3/3.*K = 3")
+# --threads 0 means the CPUs the process may use: one under taskset -c 0.
+find_program(REPARAM_TASKSET taskset)
+if(REPARAM_TASKSET)
+  vae_run(gaussian_taskset ${REPARAM_TASKSET} -c 0 $<TARGET_FILE:vae_gaussian> --data ${_tiny} --steps 2 --batch 10
+    --out ${_o}/gt --json FIXTURE vae_tiny REGEX "\"threads\":1,")
+endif()
 # Ctrl-C: the run ends at the step reached, with its checkpoint, pictures and report; exit 130.
 add_test(NAME vae.interrupt COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/vae/interrupt_test.sh $<TARGET_FILE:vae_gaussian> ${_o}/int
   --data ${_tiny} --batch 10 --threads 2)

@@ -11,6 +11,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -18,10 +20,94 @@
 #include <utility>
 #include <vector>
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #include <reparam/errors.hpp>
 #include <reparam/matrix.hpp>
 
 namespace reparam {
+namespace detail {
+
+/// CPUs a quota allows, rounded up: cgroup v2's cpu.max ("200000 100000": 2; "max 100000": no
+/// limit) or v1's quota and period in microseconds (quota -1: no limit). 0 when there is none or
+/// the text is not understood.
+inline int cpu_quota_cpus(const std::string& quota, const std::string& period) noexcept {
+  char* end = nullptr;
+  const long long q = std::strtoll(quota.c_str(), &end, 10);
+  if (end == quota.c_str() || q <= 0) return 0;
+  const long long per = std::strtoll(period.c_str(), &end, 10);
+  if (end == period.c_str() || per <= 0) return 0;
+  const long long cpus = (q + per - 1) / per;
+  return cpus > 0 && cpus < (1 << 20) ? static_cast<int>(cpus) : 0;
+}
+inline int cpu_max_cpus(const std::string& cpu_max) noexcept {  // "<quota|max> <period>"
+  const std::size_t space = cpu_max.find(' ');
+  if (space == std::string::npos) return 0;
+  return cpu_quota_cpus(cpu_max.substr(0, space), cpu_max.substr(space + 1));
+}
+
+#if defined(__linux__)
+inline std::string read_first_line(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return {};
+  char buf[256];
+  const bool got = std::fgets(buf, sizeof buf, f) != nullptr;
+  std::fclose(f);
+  if (!got) return {};
+  std::string line(buf);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  return line;
+}
+/// The smallest CPU quota of this process's control group and those above it (0: none), from
+/// /proc/self/cgroup: cgroup v2 ("0::<path>", <path>/cpu.max under /sys/fs/cgroup) or v1 (the
+/// "cpu" controller's <path>/cpu.cfs_quota_us and cpu.cfs_period_us). Never throws.
+inline int cgroup_cpu_quota() noexcept {
+  try {
+    int best = 0;
+    auto take = [&best](int cpus) {
+      if (cpus > 0 && (best == 0 || cpus < best)) best = cpus;
+    };
+    auto walk = [](std::string path, auto&& visit) {  // path, then each parent up to "/"
+      for (;;) {
+        visit(path == "/" ? std::string() : path);
+        if (path.empty() || path == "/") return;
+        const std::size_t slash = path.find_last_of('/');
+        path = slash == 0 || slash == std::string::npos ? std::string("/") : path.substr(0, slash);
+      }
+    };
+    std::FILE* f = std::fopen("/proc/self/cgroup", "r");
+    if (!f) return 0;
+    struct Closer {
+      std::FILE* f;
+      ~Closer() { std::fclose(f); }
+    } closer{f};
+    char buf[1024];
+    while (std::fgets(buf, sizeof buf, f)) {
+      std::string line(buf);
+      while (!line.empty() && line.back() == '\n') line.pop_back();
+      const std::size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+      if (b == std::string::npos) continue;
+      const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+      if (line.compare(0, a, "0") == 0 && controllers.empty()) {  // v2
+        walk(path, [&](const std::string& p) { take(cpu_max_cpus(read_first_line("/sys/fs/cgroup" + p + "/cpu.max"))); });
+      } else if (("," + controllers + ",").find(",cpu,") != std::string::npos) {  // v1
+        for (const char* root : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"})
+          walk(path, [&](const std::string& p) {
+            const std::string dir = std::string(root) + p;
+            take(cpu_quota_cpus(read_first_line(dir + "/cpu.cfs_quota_us"), read_first_line(dir + "/cpu.cfs_period_us")));
+          });
+      }
+    }
+    return best;
+  } catch (...) {
+    return 0;
+  }
+}
+#endif
+
+}  // namespace detail
 
 /// Threads that run `f(t)` for t = 0..size()-1, one call per thread; thread 0 is the caller.
 /// `run` returns when every call has returned and rethrows the first exception (by thread
@@ -29,7 +115,8 @@ namespace reparam {
 /// is under way (from inside f, or from another thread) throws GraphError.
 class ThreadPool {
  public:
-  /// `threads` in all, the calling thread included; 0 means one per hardware thread.
+  /// `threads` in all, the calling thread included; 0 means hardware_threads(): one per CPU this
+  /// process may run on.
   explicit ThreadPool(int threads = 0) {
     if (threads < 0) detail::throw_domain("ThreadPool", "threads must be >= 0 (got " + std::to_string(threads) + ")");
     if (threads == 0) threads = hardware_threads();
@@ -51,8 +138,45 @@ class ThreadPool {
   /// Number of threads, the caller included.
   int size() const noexcept { return static_cast<int>(workers_.size()) + 1; }
 
-  /// The number of hardware threads (at least 1).
-  static int hardware_threads() noexcept { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
+  /// The number of hardware threads this process may run on (at least 1): on Linux the CPUs of
+  /// its affinity mask (`taskset`, cpusets, `docker --cpuset-cpus`), capped by the CPU quota of
+  /// its control group and the groups above it (`docker --cpus 2`: cgroup v2's cpu.max, v1's
+  /// cpu.cfs_quota_us, rounded up); elsewhere std::thread::hardware_concurrency(), which counts
+  /// every CPU of the machine. Read once per process.
+  static int hardware_threads() noexcept {
+    static const int n = [] {
+      int count = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+#if defined(__linux__)
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) count = CPU_COUNT(&set);
+      const int quota = detail::cgroup_cpu_quota();
+      if (quota > 0) count = std::min(count, quota);
+#endif
+      return count;
+    }();
+    return n;
+  }
+
+  /// For threads that wait on each other's progress: pauses while the wait is short, then gives
+  /// the core away (sched_yield) every time, so that more threads than cores, or a core taken by
+  /// another program, cost a time slice rather than a spinning thread's whole one.
+  class Backoff {
+   public:
+    void operator()() noexcept {
+      if (++rounds_ < 2048) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    void reset() noexcept { rounds_ = 0; }
+
+   private:
+    unsigned rounds_ = 0;
+  };
 
   /// Calls f(t) on thread t for every t, waits for all, rethrows the first exception.
   template <class F>

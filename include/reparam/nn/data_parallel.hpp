@@ -513,6 +513,7 @@ class DataParallel {
   /// item is claimed (or a sweep failed).
   void update_items(optim::Adam<T>& opt, int t) {
     const int n = threads();
+    ThreadPool::Backoff backoff;
     for (;;) {
       bool waiting = false, progress = false;
       for (int k = 0; k < n && !failed_.load(std::memory_order_relaxed); ++k) {
@@ -539,9 +540,9 @@ class DataParallel {
       if (failed_.load(std::memory_order_relaxed)) break;
       if (!progress) {
         if (!waiting) break;  // every item claimed
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+        backoff();            // a thread whose sweep is not done: perhaps not even running
+      } else {
+        backoff.reset();
       }
     }
     if (evict_shared_) {  // the other threads' factors this thread read: they write them again next step
