@@ -68,7 +68,7 @@ namespace nn {
 template <class T>
 class DataParallel {
  public:
-  /// `threads` in all (0: one per hardware thread). The list is read now: add parameters first.
+  /// `threads` in all (0: ThreadPool::hardware_threads(), the CPUs this process may use). The list is read now: add parameters first.
   DataParallel(const ParameterList<T>& params, int threads = 0) : params_(params.pointers()), pool_(threads) {
     const int n = pool_.size();
     const std::size_t nt = static_cast<std::size_t>(n);
