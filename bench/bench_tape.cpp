@@ -233,7 +233,7 @@ class Workers {
   bool stop_ = false;
 };
 
-int all_cores() { return std::max(1, int(std::thread::hardware_concurrency())); }
+int all_cores() { return reparam::ThreadPool::hardware_threads(); }  // the CPUs this process may use
 
 struct MlpAllCores {
   using M = Matrix<float>;
