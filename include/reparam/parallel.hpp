@@ -39,7 +39,7 @@ inline int cpu_quota_cpus(const std::string& quota, const std::string& period) n
   if (end == quota.c_str() || q <= 0) return 0;
   const long long per = std::strtoll(period.c_str(), &end, 10);
   if (end == period.c_str() || per <= 0) return 0;
-  const long long cpus = (q + per - 1) / per;
+  const long long cpus = q / per + (q % per != 0 ? 1 : 0);  // rounded up, without overflow
   return cpus > 0 && cpus < (1 << 20) ? static_cast<int>(cpus) : 0;
 }
 inline int cpu_max_cpus(const std::string& cpu_max) noexcept {  // "<quota|max> <period>"
