@@ -633,7 +633,7 @@ int main(int argc, char** argv) {
   app.add_option("--out", o.out, "folder for the PNG plots (and their gnuplot scripts and data)")->capture_default_str();
   app.add_option("--threads", o.threads, "threads (0: one per core); the results do not depend on it")
       ->capture_default_str()
-      ->transform(flags::decimal(true));
+      ->transform(flags::decimal(true, std::numeric_limits<int>::max()));
   app.add_option("--seed", o.seed, "seed of every stream")->capture_default_str()->transform(flags::decimal(false));
   app.add_option("--scale", o.scale, "multiply every sample count")->capture_default_str();
   app.add_option("--data", o.data, "MNIST-format folder for the vae problem")->capture_default_str();

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -21,10 +22,11 @@
 namespace flags {
 
 /// A transform for an integer flag: `negative_allowed` for signed flags, false for unsigned ones
-/// (their message names the range 0 .. 2^64 - 1).
-inline CLI::Validator decimal(bool negative_allowed) {
+/// (their message names the range 0 .. 2^64 - 1); `largest` is the flag's type's largest value
+/// for signed flags narrower than 64 bits (an `int`: INT_MAX).
+inline CLI::Validator decimal(bool negative_allowed, long long largest = std::numeric_limits<long long>::max()) {
   return CLI::Validator(
-      [negative_allowed](std::string& text) -> std::string {
+      [negative_allowed, largest](std::string& text) -> std::string {
         const std::string what = negative_allowed ? "must be a decimal integer" : "must be a decimal integer from 0 to 18446744073709551615";
         const std::size_t sign = negative_allowed && !text.empty() && text[0] == '-' ? 1 : 0;
         if (text.size() == sign || text.find_first_not_of("0123456789", sign) != std::string::npos)
@@ -34,11 +36,14 @@ inline CLI::Validator decimal(bool negative_allowed) {
         text = text.substr(0, sign) + text.substr(digits);
         errno = 0;
         char* end = nullptr;
-        if (negative_allowed)
-          static_cast<void>(std::strtoll(text.c_str(), &end, 10));
-        else
+        bool out = false;
+        if (negative_allowed) {
+          const long long v = std::strtoll(text.c_str(), &end, 10);
+          out = v > largest || v < -largest - 1;
+        } else {
           static_cast<void>(std::strtoull(text.c_str(), &end, 10));
-        if (errno == ERANGE) return what + " (got " + got + ": out of range)";
+        }
+        if (errno == ERANGE || out) return what + " (got " + got + ": out of range)";
         return {};
       },
       "");

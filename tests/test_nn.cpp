@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <numeric>
 #include <set>
 
@@ -299,6 +300,9 @@ TEST_CASE("ThreadPool: every thread once, contiguous shards, the first exception
   pool.run([&](int t) { if (t == 0) ran = 1; });  // usable after an exception
   CHECK(ran == 1);
   REQUIRE_ERROR(ThreadPool(-1), DomainError, "reparam: ThreadPool: threads must be >= 0 (got -1)");
+  REQUIRE_ERROR(ThreadPool(ThreadPool::max_threads + 1), DomainError, "reparam: ThreadPool: threads must be at most 65536 (got 65537)");
+  REQUIRE_ERROR(ThreadPool(std::numeric_limits<int>::max()), DomainError,
+                "reparam: ThreadPool: threads must be at most 65536 (got 2147483647)");
   // run inside run (misuse) is refused, not a deadlock; the pool stays usable
   for (int n : {1, 2}) {
     ThreadPool p2(n);

@@ -72,13 +72,13 @@ inline void add_common_flags(CLI::App& app, Options& o, long default_steps) {
       ->capture_default_str()
       ->transform(decimal(false));
   app.add_option("--threads", o.threads, "threads for the training step (0: every core)")->capture_default_str()
-      ->transform(decimal(true));
+      ->transform(decimal(true, std::numeric_limits<int>::max()));
   app.add_option("--out", o.out, "folder for the pictures and the learning curve")->capture_default_str();
   app.add_option("--save", o.save, "write a checkpoint (model and Adam state) here at the end");
   app.add_option("--load", o.load, "start from this checkpoint (written by --save with the same sizes)");
   app.add_flag("--json", o.json, "print one JSON line with the results at the end (and nothing else on stdout)");
   app.add_option("--iw", o.iw, "also report the importance-weighted bound with K samples (0: off)")->capture_default_str()
-      ->transform(decimal(true));
+      ->transform(decimal(true, std::numeric_limits<int>::max()));
   app.add_option("--log-every", o.log_every, "steps between progress lines when not on a terminal (0: a tenth of the run)")->transform(decimal(true));
 }
 
@@ -104,6 +104,7 @@ inline void check_options(const Options& o) {
   if (o.batch <= 0) throw UsageError("--batch must be > 0 (got " + std::to_string(o.batch) + ")");
   if (!(o.lr > 0) || !std::isfinite(o.lr)) throw UsageError("--lr must be a positive number (got " + std::to_string(o.lr) + ")");
   if (o.threads < 0) throw UsageError("--threads must be >= 0 (got " + std::to_string(o.threads) + ")");
+  if (o.threads > 1024) throw UsageError("--threads must be at most 1024 (got " + std::to_string(o.threads) + ")");
   if (o.iw < 0) throw UsageError("--iw must be >= 0 (got " + std::to_string(o.iw) + ")");
   if (o.log_every < 0) throw UsageError("--log-every must be >= 0 (got " + std::to_string(o.log_every) + ")");
   if (!make_dirs(o.out)) throw UsageError("cannot create --out folder " + o.out);

@@ -16,6 +16,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -119,19 +120,24 @@ class ThreadPool {
   /// process may run on.
   explicit ThreadPool(int threads = 0) {
     if (threads < 0) detail::throw_domain("ThreadPool", "threads must be >= 0 (got " + std::to_string(threads) + ")");
+    if (threads > max_threads)
+      detail::throw_domain("ThreadPool", "threads must be at most " + std::to_string(max_threads) + " (got " + std::to_string(threads) + ")");
     if (threads == 0) threads = hardware_threads();
     errors_.resize(static_cast<std::size_t>(threads));
     workers_.reserve(static_cast<std::size_t>(threads - 1));
-    for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { loop(t); });
-  }
-  ~ThreadPool() {
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      stop_.store(true, std::memory_order_release);
+    try {
+      for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { loop(t); });
+    } catch (const std::system_error& e) {  // the system's limit on threads: stop those started
+      const int started = size();
+      shut_down();
+      workers_.clear();
+      detail::throw_domain("ThreadPool", "cannot start thread " + std::to_string(started) + " of " + std::to_string(threads) + " (" +
+                                             e.what() + ")");
     }
-    start_.notify_all();
-    for (std::thread& w : workers_) w.join();
   }
+  /// The most threads a pool takes (the calling thread included).
+  static constexpr int max_threads = 1 << 16;
+  ~ThreadPool() { shut_down(); }
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
@@ -221,6 +227,15 @@ class ThreadPool {
   }
 
  private:
+  void shut_down() noexcept {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_.store(true, std::memory_order_release);
+    }
+    start_.notify_all();
+    for (std::thread& w : workers_)
+      if (w.joinable()) w.join();
+  }
   void call(int t) noexcept {
     try {
       fn_(ctx_, t);
