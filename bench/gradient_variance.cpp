@@ -452,7 +452,12 @@ Discrete<float> vae_problem(Runner& run, const Options& o, VaeProblem& v) {
     reparam::nn::ParameterList<float> params;
     encoder.collect(params, "encoder");
     decoder.collect(params, "decoder");
-    reparam::nn::load_checkpoint(o.checkpoint, params);
+    // vae_categorical's checkpoints also keep its score-function baseline (a StateList entry),
+    // which is the model's state as its weights are: read, and not used here.
+    MatF baseline = MatF::Zero(1, 2);
+    reparam::nn::StateList<float> state;
+    state.add("baseline", baseline);
+    reparam::nn::load_checkpoint(o.checkpoint, params, static_cast<reparam::optim::Adam<float>*>(nullptr), &state);
     v.source = "checkpoint " + o.checkpoint;
   } else {
     v.source = "a freshly initialised model (seed " + std::to_string(o.seed) + ")";

@@ -437,6 +437,76 @@ TEST_CASE("checkpoints: parameters and Adam state round-trip bit for bit", "[nn]
   std::remove(path.c_str());
 }
 
+TEST_CASE("checkpoints: a StateList (a model's non-trained state) round-trips and is checked by name and shape", "[nn][checkpoint]") {
+  Fixture f;
+  optim::Adam<double> adam(f.params.pointers(), {1e-2});
+  Mat baseline = Mat::Constant(1, 2, 0.1), running = (Mat(2, 3) << 1, -2, 3.5, 1e-300, -0.0, 7).finished();
+  nn::StateList<double> state;
+  state.add("baseline", baseline);
+  state.add("running", running);
+  CHECK(state.size() == 2);
+  CHECK(state.name(1) == "running");
+  CHECK(&state[0] == &baseline);
+  REQUIRE_ERROR(state.add("", baseline), DomainError, "reparam: StateList.add: name must not be empty (got \"\")");
+  REQUIRE_ERROR(state.add("running", baseline), DomainError, "reparam: StateList.add: name already used (got \"running\")");
+  const std::string path = temp_path("state.rpck");
+  nn::save_checkpoint(path, f.params, &adam, &state);
+
+  Fixture g;
+  optim::Adam<double> adam2(g.params.pointers(), {1e-2});
+  Mat b2 = Mat::Constant(1, 2, 9), r2 = Mat::Constant(2, 3, 9);
+  nn::StateList<double> state2;
+  state2.add("running", r2);  // another order: entries are found by name
+  state2.add("baseline", b2);
+  nn::load_checkpoint(path, g.params, &adam2, &state2);
+  CHECK(b2 == baseline);
+  CHECK(r2 == running);
+  CHECK(std::signbit(r2(1, 1)));  // the bits, -0 included
+  // The state is the model's, as its parameters are (unlike Adam's, which a model without an
+  // optimizer ignores): a model that leaves it out is refused, naming the first entry.
+  Fixture h;
+  const std::string no_adam = temp_path("state_no_adam.rpck");
+  nn::save_checkpoint(no_adam, f.params, static_cast<optim::Adam<double>*>(nullptr), &state);
+  REQUIRE_ERROR(nn::load_checkpoint(no_adam, h.params), FileError,
+                "reparam: load_checkpoint: \"state.baseline\" is in the file but not in the model (" + no_adam + ")");
+  std::remove(no_adam.c_str());
+
+  // Each entry the list names must be in the file, with its shape; the file's others must be in the list.
+  Mat r3 = Mat::Constant(3, 2, 9), other = Mat::Constant(1, 1, 9);
+  nn::StateList<double> wrong_shape, missing, fewer;
+  wrong_shape.add("baseline", b2);
+  wrong_shape.add("running", r3);
+  REQUIRE_ERROR(nn::load_checkpoint(path, g.params, &adam2, &wrong_shape), FileError,
+                "reparam: load_checkpoint: shape of \"state.running\" differs (" + path + " has 2x3, the model 3x2)");
+  missing.add("baseline", b2);
+  missing.add("running", r2);
+  missing.add("other", other);
+  REQUIRE_ERROR(nn::load_checkpoint(path, g.params, &adam2, &missing), FileError,
+                "reparam: load_checkpoint: \"state.other\" is missing (" + path + ")");
+  fewer.add("baseline", b2);
+  REQUIRE_ERROR(nn::load_checkpoint(path, g.params, &adam2, &fewer), FileError,
+                "reparam: load_checkpoint: \"state.running\" is in the file but not in the model (" + path + ")");
+  // A refused file changes nothing: parameters, Adam's state and the list's matrices.
+  CHECK(other == Mat::Constant(1, 1, 9));
+  b2.setConstant(5);
+  REQUIRE_ERROR(nn::load_checkpoint(path, g.params, &adam2, &missing), FileError,
+                "reparam: load_checkpoint: \"state.other\" is missing (" + path + ")");
+  CHECK(b2 == Mat::Constant(1, 2, 5));
+  // A file saved without state is refused by a model that asks for it.
+  nn::save_checkpoint(path, f.params, &adam);
+  REQUIRE_ERROR(nn::load_checkpoint(path, g.params, &adam2, &state2), FileError,
+                "reparam: load_checkpoint: \"state.running\" is missing (" + path + ")");  // the list's first
+  // State far larger than the parameters: within the size bound that loading reads up to.
+  Mat big = Mat::Constant(200, 200, 0.25), big2 = Mat::Zero(200, 200);
+  nn::StateList<double> with_big, with_big2;
+  with_big.add("big", big);
+  with_big2.add("big", big2);
+  nn::save_checkpoint(path, f.params, &adam, &with_big);
+  nn::load_checkpoint(path, g.params, &adam2, &with_big2);
+  CHECK(big2 == big);
+  std::remove(path.c_str());
+}
+
 TEST_CASE("checkpoints: a corrupt, truncated or mismatched file is refused, naming what differs, and changes nothing", "[nn][checkpoint][errors]") {
   Fixture f;
   const std::string path = temp_path("bad.rpck");
@@ -532,6 +602,14 @@ TEST_CASE("checkpoints: a corrupt, truncated or mismatched file is refused, nami
   const std::uint64_t bound = std::stoull(message.substr(prefix.size()));
   CHECK(bound >= largest);                            // the largest real file still loads
   CHECK(bound - largest <= 19 * g.params.size());     // the bound's slack: the shorter name prefixes
+  // A step count below zero (Adam's bias corrections would be garbage) is refused.
+  optim::Adam<double> negative(f.params.pointers());
+  negative.set_steps(-3);
+  nn::save_checkpoint(path, f.params, &negative);
+  optim::Adam<double> reader(g.params.pointers());
+  REQUIRE_ERROR(nn::load_checkpoint(path, g.params, &reader), FileError,
+                "reparam: load_checkpoint: \"adam.steps\" is negative (" + path + ": -3)");
+  CHECK(reader.steps() == 0);
   REQUIRE_ERROR(nn::load_checkpoint(".", g.params), FileError, "reparam: load_checkpoint: read failed (.: Is a directory)");
   if (std::ifstream("/dev/zero"))
     REQUIRE_ERROR(nn::load_checkpoint("/dev/zero", g.params), FileError,

@@ -54,6 +54,8 @@ struct Options {
   bool json = false;
   int iw = 0;
   long log_every = 0;
+  long eval_every = 0;  // steps between test-set evaluations (0: only at the end)
+  long save_every = 0;  // steps between checkpoints to `save` (0: only at the end)
 };
 
 /// Integer flags: decimal digits only (examples/decimal_flags.hpp).
@@ -74,12 +76,20 @@ inline void add_common_flags(CLI::App& app, Options& o, long default_steps) {
   app.add_option("--threads", o.threads, "threads for the training step (0: every core)")->capture_default_str()
       ->transform(decimal(true, std::numeric_limits<int>::max()));
   app.add_option("--out", o.out, "folder for the pictures and the learning curve")->capture_default_str();
-  app.add_option("--save", o.save, "write a checkpoint (model and Adam state) here at the end");
-  app.add_option("--load", o.load, "start from this checkpoint (written by --save with the same sizes)");
+  app.add_option("--save", o.save, "write a checkpoint (model and Adam state) here at the end (and every --save-every steps)");
+  app.add_option("--load", o.load, "start from this checkpoint (written by --save with the same sizes; with the same flags the run goes on exactly as one long run)");
   app.add_flag("--json", o.json, "print one JSON line with the results at the end (and nothing else on stdout)");
   app.add_option("--iw", o.iw, "also report the importance-weighted bound with K samples (0: off)")->capture_default_str()
       ->transform(decimal(true, std::numeric_limits<int>::max()));
   app.add_option("--log-every", o.log_every, "steps between progress lines when not on a terminal (0: a tenth of the run)")->transform(decimal(true));
+  app.add_option("--eval-every", o.eval_every,
+                 "steps between test-set evaluations during training (one-sample negative ELBO, into test_curve.csv and the "
+                 "learning-curve picture; 0: only at the end)")
+      ->capture_default_str()
+      ->transform(decimal(true));
+  app.add_option("--save-every", o.save_every, "steps between checkpoints to --save during training (0: only at the end)")
+      ->capture_default_str()
+      ->transform(decimal(true));
 }
 
 inline bool make_dirs(const std::string& path) {
@@ -107,6 +117,9 @@ inline void check_options(const Options& o) {
   if (o.threads > 1024) throw UsageError("--threads must be at most 1024 (got " + std::to_string(o.threads) + ")");
   if (o.iw < 0) throw UsageError("--iw must be >= 0 (got " + std::to_string(o.iw) + ")");
   if (o.log_every < 0) throw UsageError("--log-every must be >= 0 (got " + std::to_string(o.log_every) + ")");
+  if (o.eval_every < 0) throw UsageError("--eval-every must be >= 0 (got " + std::to_string(o.eval_every) + ")");
+  if (o.save_every < 0) throw UsageError("--save-every must be >= 0 (got " + std::to_string(o.save_every) + ")");
+  if (o.save_every > 0 && o.save.empty()) throw UsageError("--save-every needs --save (the checkpoint's file)");
   if (!make_dirs(o.out)) throw UsageError("cannot create --out folder " + o.out);
   const std::string probe = o.out + "/.write_test";
   std::FILE* f = std::fopen(probe.c_str(), "wb");
@@ -189,6 +202,16 @@ class Progress {
       std::fprintf(stderr, "%s %ld/%ld  %.0f %s/s  ETA %s%s\n", unit_, step, total_, rate, units_, clock_str(eta).c_str(), shown);
     }
   }
+  /// A line of its own between updates (a test-set figure). On a terminal it takes the bar's
+  /// place, and the next update draws the bar again below it.
+  void note(const std::string& line) {
+    if (tty_) {
+      std::fprintf(stderr, "\r\033[K%s\n", line.c_str());
+      last_ = clock::time_point{};
+    } else {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+  }
 
  private:
   using clock = std::chrono::steady_clock;
@@ -250,8 +273,24 @@ inline Picture pairs_grid(const Mat& originals, const Mat& recon, Index cols) {
   return image_grid(grid, int(cols));
 }
 
-/// The learning curve: the running mean of the training loss against the step, with axis labels.
-inline Picture curve_plot(const std::vector<double>& y, long first_step, const std::string& title) {
+/// A test-set figure during training: the step after which it was measured, and its value.
+struct TestPoint {
+  long step;
+  double value;
+};
+
+/// Draws a line from (x0, y0) to (x1, y1), every `dash`-th pixel of it (1: solid).
+inline void draw_line(Picture& p, int x0, int y0, int x1, int y1, unsigned char v, int dash = 1) {
+  const int n = std::max(std::abs(x1 - x0), std::abs(y1 - y0)) + 1;
+  for (int k = 0; k <= n; ++k)
+    if (dash <= 1 || (k / dash) % 2 == 0) p.set(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n, v);
+}
+
+/// The learning curve: the running mean of the training loss against the step (`y[0]` at
+/// `first_step`), with axis labels; with `test`, the test-set figures as squares joined by a
+/// dashed line, and a legend.
+inline Picture curve_plot(const std::vector<double>& y, long first_step, const std::string& title,
+                          const std::vector<TestPoint>& test = {}) {
   const int W = 640, H = 400, L = 70, R = 20, Tp = 30, B = 40;
   Picture p(W, H, 255);
   if (y.empty()) return p;
@@ -259,6 +298,11 @@ inline Picture curve_plot(const std::vector<double>& y, long first_step, const s
   // start the axis at the curve after its first tenth: the first steps are far above the rest
   const std::size_t skip = y.size() / 10;
   if (y.size() > 20) hi = *std::max_element(y.begin() + static_cast<long>(skip), y.end());
+  for (const TestPoint& t : test) {  // the test figures after the first tenth widen the axis too
+    if (!std::isfinite(t.value)) continue;
+    lo = std::min(lo, t.value);
+    if (y.size() <= 20 || t.step - first_step >= static_cast<long>(skip)) hi = std::max(hi, t.value);
+  }
   if (hi - lo < 1e-9) hi = lo + 1;
   const double pad = 0.05 * (hi - lo);
   lo -= pad;
@@ -290,10 +334,29 @@ inline Picture curve_plot(const std::vector<double>& y, long first_step, const s
       std::snprintf(b, sizeof b, "steps %ld-%ld above the axis", first_step, first_step + static_cast<long>(above) - 1);
     draw_text(p, W - R - 6 * static_cast<int>(std::strlen(b)) - 4, Tp + 4, b, 96);
   }
-  for (std::size_t i = std::max<std::size_t>(above, 1); i < y.size(); ++i) {  // the curve, segment by segment
-    const int x0 = px(i - 1), y0 = py(y[i - 1]), x1 = px(i), y1 = py(y[i]);
-    const int n = std::max(std::abs(x1 - x0), std::abs(y1 - y0)) + 1;
-    for (int k = 0; k <= n; ++k) p.set(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n, 0);
+  for (std::size_t i = std::max<std::size_t>(above, 1); i < y.size(); ++i)  // the curve, segment by segment
+    draw_line(p, px(i - 1), py(y[i - 1]), px(i), py(y[i]), 0);
+  if (!test.empty()) {  // the test figures (those above the axis left out), and the legend
+    auto tx = [&](long step) {
+      const double f = y.size() > 1 ? double(step - first_step) / double(y.size() - 1) : 1.0;
+      return L + static_cast<int>((W - L - R - 1) * std::clamp(f, 0.0, 1.0));
+    };
+    int px0 = -1, py0 = -1;
+    for (const TestPoint& t : test) {
+      if (!std::isfinite(t.value) || t.value > hi) continue;
+      const int x = tx(t.step), yy = py(t.value);
+      if (px0 >= 0) draw_line(p, px0, py0, x, yy, 96, 3);
+      for (int dy = -2; dy <= 2; ++dy)
+        for (int dx = -2; dx <= 2; ++dx) p.set(x + dx, yy + dy, 96);
+      px0 = x;
+      py0 = yy;
+    }
+    const int lx = W - R - 190, ly = Tp + 22;  // top right, below the note: the curve ends low
+    draw_line(p, lx, ly, lx + 16, ly, 0);
+    draw_text(p, lx + 22, ly - 3, "training (running mean of 50)", 0);
+    for (int dy = -2; dy <= 2; ++dy)
+      for (int dx = -2; dx <= 2; ++dx) p.set(lx + 8 + dx, ly + 14 + dy, 96);
+    draw_text(p, lx + 22, ly + 11, "test set (one sample)", 0);
   }
   draw_text(p, L, 10, title, 0);
   draw_text(p, W / 2 - 10, H - 16, "step", 0);
@@ -314,8 +377,20 @@ inline double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-/// The CSV and PNG of the learning curve; returns the mean loss of the last 50 steps.
-inline double write_curve(const Options& o, const std::vector<double>& loss, long first_step, const std::string& title) {
+/// The CSV and PNG of the learning curve (and the test-set figures' CSV, test_curve.csv);
+/// returns the mean loss of the last 50 steps.
+inline double write_curve(const Options& o, const std::vector<double>& loss, long first_step, const std::string& title,
+                          const std::vector<TestPoint>& test) {
+  {
+    std::ofstream t(o.out + "/test_curve.csv");
+    t << "step,test_neg_elbo\n";
+    char b[64];
+    for (const TestPoint& p : test) {
+      std::snprintf(b, sizeof b, "%ld,%.4f\n", p.step, p.value);
+      t << b;
+    }
+    if (!t) throw UsageError("cannot write " + o.out + "/test_curve.csv");
+  }
   std::ofstream csv(o.out + "/learning_curve.csv");
   csv << "step,neg_elbo,running_mean_50\n";
   std::vector<double> running;
@@ -327,7 +402,7 @@ inline double write_curve(const Options& o, const std::vector<double>& loss, lon
     csv << first_step + long(i) + 1 << ',' << loss[i] << ',' << running.back() << '\n';
   }
   if (!csv) throw UsageError("cannot write " + o.out + "/learning_curve.csv");
-  write_png(o.out + "/learning_curve.png", curve_plot(running, first_step + 1, title));
+  write_png(o.out + "/learning_curve.png", curve_plot(running, first_step + 1, title, test));
   return running.empty() ? 0 : running.back();
 }
 

@@ -49,6 +49,21 @@ endif()
 add_test(NAME vae.interrupt COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/vae/interrupt_test.sh $<TARGET_FILE:vae_gaussian> ${_o}/int
   --data ${_tiny} --batch 10 --threads 2)
 set_tests_properties(vae.interrupt PROPERTIES FIXTURES_REQUIRED vae_tiny TIMEOUT 300 PASS_REGULAR_EXPRESSION "^ok: interrupted")
+# Test-set figures and checkpoints during training change no bit of the run; the progress
+# lines' running mean; the last periodic checkpoint survives SIGKILL (a small hidden layer: the
+# loop is what is tested).
+add_test(NAME vae.curve COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/vae/curve_test.sh $<TARGET_FILE:vae_gaussian> ${_tiny} ${_o}/curve
+  --threads 2 --hidden 40)
+set_tests_properties(vae.curve PROPERTIES FIXTURES_REQUIRED vae_tiny TIMEOUT 300 PASS_REGULAR_EXPRESSION "^ok: the same training run")
+if(NOT REPARAM_SANITIZE)  # the categorical model's fixed hidden layers take minutes at -O0 under the sanitizers
+  # The score-function baseline is state the checkpoint keeps: the resumed run is one run too.
+  add_test(NAME vae.curve_score_function COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/vae/curve_test.sh $<TARGET_FILE:vae_categorical>
+    ${_tiny} ${_o}/curve_sf --threads 2 --estimator score-function --latents 4 --classes 5)
+  add_test(NAME vae.curve_hard COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/vae/curve_test.sh $<TARGET_FILE:vae_categorical>
+    ${_tiny} ${_o}/curve_hard --threads 1 --hard --latents 4 --classes 5)
+  set_tests_properties(vae.curve_score_function vae.curve_hard PROPERTIES FIXTURES_REQUIRED vae_tiny TIMEOUT 300
+    PASS_REGULAR_EXPRESSION "^ok: the same training run")
+endif()
 vae_run(gaussian_pictures ${CMAKE_COMMAND} -DDIR=${_o}/g -P ${CMAKE_CURRENT_SOURCE_DIR}/vae/check_outputs.cmake)
 set_tests_properties(vae.gaussian_pictures PROPERTIES DEPENDS vae.gaussian_tiny)
 if(EXISTS ${_fm}/train-images-idx3-ubyte.gz AND NOT REPARAM_SANITIZE)  # the real data: Release pass only
@@ -86,6 +101,9 @@ vae_error(threads_huge "--threads: must be a decimal integer .got 99999999999: o
 vae_error(steps_hex "--steps: must be a decimal integer .got 0x10." --data ${_tiny} --steps 0x10 --out ${_o}/e)
 vae_error(save_unwritable "--save: cannot write /proc/version/x.rpck.tmp" --data ${_tiny} --save /proc/version/x.rpck --out ${_o}/e)
 vae_error(save_folder "--save names a folder" --data ${_tiny} --save ${CMAKE_CURRENT_BINARY_DIR} --out ${_o}/e)
+vae_error(eval_every_negative "--eval-every must be >= 0 .got -3." --data ${_tiny} --eval-every -3 --out ${_o}/e)
+vae_error(save_every_without_save "--save-every needs --save" --data ${_tiny} --save-every 10 --out ${_o}/e)
+vae_error(save_every_negative "--save-every must be >= 0 .got -1." --data ${_tiny} --save-every -1 --save ${_o}/e.rpck --out ${_o}/e)
 vae_error(hidden_huge "--hidden 100000000 and --latent 20 make 1.63e.11 parameters, which need .* GB" --data ${_tiny}
   --hidden 100000000 --out ${_o}/e)
 vae_error(load_missing "cannot open" --data ${_tiny} --steps 1 --batch 10 --load ${_o}/none.rpck --out ${_o}/e)

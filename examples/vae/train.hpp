@@ -4,6 +4,7 @@
 //
 // A model provides:
 //   const char* name;  Index noise_cols;  void collect(ParameterList&);
+//   void collect_state(StateList&);                          // what else a checkpoint keeps
 //   void draw_noise(Rng&, Mat& noise);                       // noise for every row of a batch
 //   Var train_loss(Tape&, Var x, NoiseBlock u, long step, T& neg_elbo_sum);   // 1x1 objective (sum over rows)
 //   void after_step(T batch_neg_elbo_mean);                  // baselines and the like
@@ -92,8 +93,10 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   const Data d = load_data(o);
   reparam::nn::ParameterList<T> params;
   model.collect(params);
+  reparam::nn::StateList<T> state;
+  model.collect_state(state);
   reparam::optim::Adam<T> adam(params.pointers(), {T(o.lr)});
-  if (!o.load.empty()) reparam::nn::load_checkpoint(o.load, params, &adam);  // FileError: exit 2
+  if (!o.load.empty()) reparam::nn::load_checkpoint(o.load, params, &adam, &state);  // FileError: exit 2
   const long first_step = adam.steps();
   reparam::set_blas_threads(1);  // with the BLAS backend (reparam::openblas): our threads, not OpenBLAS's
   reparam::nn::DataParallel<T> dp(params, o.threads);
@@ -107,8 +110,19 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   dp.tune_evict_shared(6, 200);
   reparam::data::Batcher batches(d.train.size(), o.batch, o.seed + 1);
   Mat u(o.batch, model.noise_cols);
+  if (first_step > 0) {
+    // Resuming: the batches and noise go on from where a run with these flags left them at the
+    // checkpoint's step (drawn again and dropped: about a second per 100,000 Gaussian steps), so
+    // training to step n in pieces gives the bits of one n-step run.
+    std::fprintf(o.json ? stderr : stdout, "%s: resuming after step %ld of %s\n", prog, first_step, o.load.c_str());
+    for (long k = 0; k < first_step; ++k) {
+      batches.next();
+      model.draw_noise(rng, u);
+    }
+  }
   std::vector<T> thread_loss(static_cast<std::size_t>(dp.threads()));
   std::vector<double> loss, step_ms;
+  std::vector<TestPoint> test_curve;  // --eval-every's figures, then the final one
   loss.reserve(static_cast<std::size_t>(o.steps));
   step_ms.reserve(static_cast<std::size_t>(o.steps));
   FILE* info = o.json ? stderr : stdout;
@@ -147,10 +161,24 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
     model.after_step(mean);
     step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     loss.push_back(mean);
-    running = loss.size() < 50 ? running + (mean - running) / double(loss.size()) : running + (mean - loss[loss.size() - 51]) / 50;
+    running = loss.size() <= 50 ? running + (mean - running) / double(loss.size()) : running + (mean - loss[loss.size() - 51]) / 50;
     progress.update(s, running);
     if (dp.threads() > 1 && !dp.evict_tuning()) evict_choice = dp.evict_shared() ? 1 : 0;
     done = s;
+    // Between steps, outside their timing: neither changes a bit of the training run (the test
+    // noise is a stream of its own, the same at every evaluation).
+    if (o.eval_every > 0 && s % o.eval_every == 0 && s < o.steps) {
+      double v = 0, unused = 0;
+      evaluate(model, dp, d.test.images, o.seed, 0, 0, v, unused);
+      test_curve.push_back({step, v});
+      char line[128];
+      std::snprintf(line, sizeof line, "step %ld: test negative ELBO %.3f (one sample)", step, v);
+      progress.note(line);
+    }
+    if (o.save_every > 0 && s % o.save_every == 0 && s < o.steps) {  // atomic: a crash keeps the last one whole
+      reparam::nn::save_checkpoint(o.save, params, &adam, &state);
+      progress.note("step " + std::to_string(step) + ": checkpoint written to " + o.save);
+    }
   }
   std::signal(SIGINT, SIG_DFL);  // from here on a signal ends the program at once
   std::signal(SIGTERM, SIG_DFL);
@@ -158,11 +186,12 @@ int train(const char* prog, Model& model, const Options& o, reparam::Rng& rng) {
   if (interrupted)
     std::fprintf(stderr, "\n%s: interrupted after step %ld of %ld; finishing the run there (a second signal ends it at once)\n",
                  prog, done, o.steps);
-  if (!o.save.empty()) reparam::nn::save_checkpoint(o.save, params, &adam);
+  if (!o.save.empty()) reparam::nn::save_checkpoint(o.save, params, &adam, &state);
 
-  const double train_neg_elbo = write_curve(o, loss, first_step, std::string(model.name) + ": training negative ELBO (running mean of 50 steps)");
   double test_neg_elbo = 0, test_iw = 0;
   evaluate(model, dp, d.test.images, o.seed, o.iw, o.log_every, test_neg_elbo, test_iw);
+  test_curve.push_back({first_step + done, test_neg_elbo});
+  const double train_neg_elbo = write_curve(o, loss, first_step, std::string(model.name) + ": negative ELBO", test_curve);
   reparam::Rng picture_rng(o.seed, 2000);
   {
     Tape& tape = dp.tape(0);

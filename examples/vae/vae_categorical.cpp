@@ -21,8 +21,9 @@ struct CategoricalVae {
   Index n, k, noise_cols;
   Estimator estimator;
   reparam::nn::Mlp<T> encoder, decoder;
-  T baseline = 0;
-  bool baseline_set = false;
+  /// The score-function baseline: (0, 0) a moving average (0.9) of the batch's mean negative
+  /// ELBO, (0, 1) whether it has been set; a matrix so that checkpoints carry it (StateList).
+  Mat baseline = Mat::Zero(1, 2);
 
   CategoricalVae(Index latents, Index classes, Estimator e, reparam::Rng& rng)
       : n(latents), k(classes), noise_cols(latents * classes), estimator(e),
@@ -33,11 +34,11 @@ struct CategoricalVae {
     encoder.collect(p, "encoder");
     decoder.collect(p, "decoder");
   }
+  void collect_state(reparam::nn::StateList<T>& s) { s.add("baseline", baseline); }
   void draw_noise(reparam::Rng& rng, Mat& u) const { reparam::fill_uniform(rng, u); }
-  /// The score-function baseline: a moving average (0.9) of the batch's mean negative ELBO.
   void after_step(T mean) {
-    baseline = baseline_set ? T(0.9) * baseline + T(0.1) * mean : mean;
-    baseline_set = true;
+    baseline(0, 0) = baseline(0, 1) != 0 ? T(0.9) * baseline(0, 0) + T(0.1) * mean : mean;
+    baseline(0, 1) = 1;
   }
 
   static T temperature(long step) { return std::max(T(0.5), T(std::exp(-3e-5 * double(step)))); }
@@ -77,7 +78,7 @@ struct CategoricalVae {
     value = l.item();
     return l;
   }
-  T baseline_value() const { return baseline_set ? baseline : T(0); }
+  T baseline_value() const { return baseline(0, 1) != 0 ? baseline(0, 0) : T(0); }
 
   template <class U>
   Var test_neg_elbo(Tape& tape, Var x, const Eigen::DenseBase<U>& u) {

@@ -25,6 +25,7 @@ struct Gaussian {
     encoder.collect(p, "encoder");
     decoder.collect(p, "decoder");
   }
+  void collect_state(reparam::nn::StateList<T>&) {}  // nothing besides the parameters
   void draw_noise(reparam::Rng& rng, Mat& eps) const { reparam::fill_normal(rng, eps); }
   void after_step(T) {}
 

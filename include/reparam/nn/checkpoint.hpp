@@ -3,6 +3,7 @@
 ///
 ///     reparam::nn::save_checkpoint("vae.rpck", params, &adam);   // atomic: tmp, fsync, rename
 ///     reparam::nn::load_checkpoint("vae.rpck", params, &adam);   // all or nothing
+///     reparam::nn::save_checkpoint("vae.rpck", params, &adam, &state);  // with a StateList
 ///
 /// The format (version 1), every number little-endian:
 ///
@@ -17,7 +18,10 @@
 ///          end   u64      FNV-1a 64-bit hash of every byte before it
 ///
 /// Parameters are stored under their `ParameterList` names; Adam's state as
-/// "adam.exp_avg.<name>", "adam.exp_avg_sq.<name>" and the integer "adam.steps". Loading reads
+/// "adam.exp_avg.<name>", "adam.exp_avg_sq.<name>" and the integer "adam.steps"; a
+/// `StateList`'s matrices as "state.<name>". Loading without an optimizer ignores the file's
+/// "adam." entries; the state is the model's, as its parameters are: each entry must be in the
+/// file and each of the file's in the list (PyTorch's strict loading of buffers). Loading reads
 /// at most the size of the largest checkpoint the model could take (a longer file, or one whose
 /// first bytes are not the magic, is refused without reading the rest) and checks the whole file
 /// first (magic, version, scalar type, checksum, that it ends where it
@@ -128,8 +132,10 @@ struct Entry {
 
 /// Writes `params` (and, if given, `adam`'s moments and step count) to `path` atomically.
 /// FileError if the file cannot be written.
+/// With `state`, its matrices too.
 template <class T>
-void save_checkpoint(const std::string& path, const ParameterList<T>& params, optim::Adam<T>* adam = nullptr) {
+void save_checkpoint(const std::string& path, const ParameterList<T>& params, optim::Adam<T>* adam = nullptr,
+                     const StateList<T>* state = nullptr) {
   static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value,
                 "reparam: save_checkpoint: T must be float or double");
   using detail_ckpt::Writer;
@@ -140,7 +146,7 @@ void save_checkpoint(const std::string& path, const ParameterList<T>& params, op
   w.put(detail_ckpt::version);
   w.put(static_cast<std::uint8_t>(sizeof(T)));
   w.put_bytes("\0\0\0", 3);
-  const std::uint64_t count = params.size() * (adam ? 3 : 1) + (adam ? 1 : 0);
+  const std::uint64_t count = params.size() * (adam ? 3 : 1) + (adam ? 1 : 0) + (state ? state->size() : 0);
   w.put(count);
   auto matrix = [&](const std::string& name, const Matrix<T>& m) {
     w.name(name);
@@ -159,6 +165,8 @@ void save_checkpoint(const std::string& path, const ParameterList<T>& params, op
     w.put(std::uint8_t(1));
     w.put(static_cast<std::int64_t>(adam->steps()));
   }
+  if (state)
+    for (std::size_t i = 0; i < state->size(); ++i) matrix("state." + state->name(i), (*state)[i]);
   w.put(detail_ckpt::fnv1a(w.bytes.data(), w.bytes.size()));
 
   const std::string tmp = path + ".tmp";
@@ -180,10 +188,11 @@ void save_checkpoint(const std::string& path, const ParameterList<T>& params, op
   }
 }
 
-/// Reads `path` into `params` (and `adam`, if given): all or nothing; FileError naming what is
-/// wrong or what differs from the model.
+/// Reads `path` into `params` (and `adam` and `state`, if given): all or nothing; FileError
+/// naming what is wrong or what differs from the model.
 template <class T>
-void load_checkpoint(const std::string& path, ParameterList<T>& params, optim::Adam<T>* adam = nullptr) {
+void load_checkpoint(const std::string& path, ParameterList<T>& params, optim::Adam<T>* adam = nullptr,
+                     StateList<T>* state = nullptr) {
   static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value,
                 "reparam: load_checkpoint: T must be float or double");
   using reparam::detail::throw_file;
@@ -195,6 +204,9 @@ void load_checkpoint(const std::string& path, ParameterList<T>& params, optim::A
   std::uint64_t most = 20 + 8 + 4 + 10 + 1 + 8;
   for (std::size_t i = 0; i < params.size(); ++i)
     most += 3 * (4 + params.name(i).size() + 16 + 1 + 16 + 8 * static_cast<std::uint64_t>(params[i].value.size()));
+  if (state)
+    for (std::size_t i = 0; i < state->size(); ++i)
+      most += 4 + 6 + state->name(i).size() + 1 + 16 + 8 * static_cast<std::uint64_t>((*state)[i].size());
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw_file("load_checkpoint", "cannot open (" + path + ": " + std::strerror(errno) + ")");
   std::vector<unsigned char> bytes;
@@ -288,8 +300,13 @@ void load_checkpoint(const std::string& path, ParameterList<T>& params, optim::A
     }
     steps = find("adam.steps");
     if (!steps || steps->kind != 1) throw_file("load_checkpoint", "\"adam.steps\" is missing (" + path + ")");
+    if (steps->integer < 0)
+      throw_file("load_checkpoint", "\"adam.steps\" is negative (" + path + ": " + std::to_string(steps->integer) + ")");
     steps->used = true;
   }
+  if (state)
+    for (std::size_t i = 0; i < state->size(); ++i)
+      plan.push_back(&need_matrix("state." + state->name(i), (*state)[i].rows(), (*state)[i].cols()));
   for (const auto& en : entries)
     if (!en.used && !(adam == nullptr && en.name.compare(0, 5, "adam.") == 0))
       throw_file("load_checkpoint", "\"" + en.name + "\" is in the file but not in the model (" + path + ")");
@@ -306,6 +323,8 @@ void load_checkpoint(const std::string& path, ParameterList<T>& params, optim::A
     }
     adam->set_steps(static_cast<long>(steps->integer));
   }
+  if (state)
+    for (std::size_t i = 0; i < state->size(); ++i) copy((*state)[i], *plan[k++]);
 }
 
 }  // namespace nn

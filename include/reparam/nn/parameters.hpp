@@ -6,6 +6,9 @@
 ///     encoder.collect(params, "encoder");               // "encoder.0.weight", ...
 ///     reparam::optim::Adam<double> opt(params.pointers(), {1e-3});
 ///     params.clip_grad_norm(5.0);
+///
+/// `nn::StateList`: what a model keeps besides its parameters (a running average, a baseline),
+/// by name, so that checkpoints carry it (PyTorch's buffers): never trained.
 
 #include <cmath>
 #include <string>
@@ -18,21 +21,36 @@
 namespace reparam {
 namespace nn {
 
+namespace detail_list {
+/// Unique, non-empty names and the addresses of things owned elsewhere: what `ParameterList` and
+/// `StateList` share. `who` names the list in errors ("ParameterList.add").
+template <class Item>
+class NamedList {
+ public:
+  std::size_t size() const noexcept { return items_.size(); }
+  Item& operator[](std::size_t i) const { return *items_.at(i).second; }
+  const std::string& name(std::size_t i) const { return items_.at(i).first; }
+
+ protected:
+  void add_named(const char* who, std::string name, Item& item) {
+    if (name.empty()) reparam::detail::throw_domain(who, "name must not be empty (got \"\")");
+    for (const auto& e : items_)
+      if (e.first == name) reparam::detail::throw_domain(who, "name already used (got \"" + name + "\")");
+    items_.emplace_back(std::move(name), &item);
+  }
+  std::vector<std::pair<std::string, Item*>> items_;
+};
+}  // namespace detail_list
+
 /// Names and addresses of Parameters owned elsewhere (the layers). Gathering allocates; the
 /// per-step members (zero_grad, grad_norm, clip_grad_norm) do not.
 template <class T>
-class ParameterList {
+class ParameterList : public detail_list::NamedList<Parameter<T>> {
+  using detail_list::NamedList<Parameter<T>>::items_;
+
  public:
   /// Adds `p` under `name`; names must be unique and not empty.
-  void add(std::string name, Parameter<T>& p) {
-    if (name.empty()) detail::throw_domain("ParameterList.add", "name must not be empty (got \"\")");
-    for (const auto& e : items_)
-      if (e.first == name) detail::throw_domain("ParameterList.add", "name already used (got \"" + name + "\")");
-    items_.emplace_back(std::move(name), &p);
-  }
-  std::size_t size() const noexcept { return items_.size(); }
-  Parameter<T>& operator[](std::size_t i) const { return *items_.at(i).second; }
-  const std::string& name(std::size_t i) const { return items_.at(i).first; }
+  void add(std::string name, Parameter<T>& p) { this->add_named("ParameterList.add", std::move(name), p); }
   /// The Parameter called `name`, or nullptr.
   Parameter<T>* find(const std::string& name) const {
     for (const auto& e : items_)
@@ -74,9 +92,16 @@ class ParameterList {
       for (const auto& e : items_) e.second->grad *= factor;
     return norm;
   }
+};
 
- private:
-  std::vector<std::pair<std::string, Parameter<T>*>> items_;
+/// Names and addresses of matrices a model keeps besides its parameters (running averages,
+/// baselines, counters held as scalars), owned elsewhere: `save_checkpoint` and
+/// `load_checkpoint` carry them as "state.<name>" when given one. Optimizers never see them.
+template <class T>
+class StateList : public detail_list::NamedList<Matrix<T>> {
+ public:
+  /// Adds `m` under `name`; names must be unique and not empty.
+  void add(std::string name, Matrix<T>& m) { this->add_named("StateList.add", std::move(name), m); }
 };
 
 }  // namespace nn
